@@ -1,0 +1,47 @@
+# Omoi. `make demo` runs the main job end to end on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint format migrate web worker beat flower clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+demo: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py omoi demo $(DEMO_ARGS)
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+format: venv
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+web: migrate
+	$(PY) manage.py runserver 0.0.0.0:8000
+
+worker: venv
+	$(VENV)/bin/celery -A omoi worker -Q planning,execution,events,default --loglevel=INFO
+
+beat: venv
+	$(VENV)/bin/celery -A omoi beat --loglevel=INFO --schedule $${OMOI_DATA_DIR:-var}/celerybeat-schedule
+
+flower: venv
+	$(VENV)/bin/celery -A omoi flower --port=$${FLOWER_PORT:-5555}
+
+clean:
+	rm -rf var .pytest_cache

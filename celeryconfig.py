@@ -1,0 +1,61 @@
+"""Celery configuration (read by omoi/celery.py). Connection settings come from Django settings,
+which read them from the environment; everything here is policy.
+
+Policy: JSON only; acks late with prefetch 1 so a worker killed mid-task hands the message back;
+every task is idempotent, so a redelivery is safe. The Redis visibility timeout is longer than the
+longest hard time limit, so a message is never redelivered while its task still runs.
+"""
+
+from django.conf import settings
+from kombu import Queue
+
+broker_url = settings.CELERY_BROKER_URL
+broker_connection_retry_on_startup = True
+
+if broker_url.startswith("filesystem://"):
+    _folder = settings.CELERY_BROKER_DIR
+    for _sub in ("queue", "control", "processed"):
+        (_folder / _sub).mkdir(parents=True, exist_ok=True)
+    broker_transport_options = {
+        "data_folder_in": str(_folder / "queue"),
+        "data_folder_out": str(_folder / "queue"),
+        "control_folder": str(_folder / "control"),
+        "processed_folder": str(_folder / "processed"),
+        "store_processed": False,
+    }
+else:
+    broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_max_tasks_per_child = 200
+worker_hijack_root_logger = False
+worker_send_task_events = True
+task_send_sent_event = True
+
+# Every task is short: one planning phase, one agent turn, one check. The limits catch a hang.
+task_soft_time_limit = 900
+task_time_limit = 960
+
+task_default_queue = "default"
+task_queues = (
+    Queue("planning"),
+    Queue("execution"),
+    Queue("events"),
+    Queue("default"),
+)
+task_routes = {
+    "specs.tasks.planning_*": {"queue": "planning"},
+    "tickets.tasks.agent_*": {"queue": "execution"},
+    "sandboxes.tasks.*": {"queue": "execution"},
+    "*.tasks.event_*": {"queue": "events"},
+}
+
+beat_schedule: dict = {}

@@ -1,0 +1,59 @@
+"""Shared REST plumbing: the router every app uses and the JSON error format.
+
+Every error answers as JSON with a human-readable `detail`; validation errors also carry the
+per-field `errors` DRF produced. Domain errors (a move the state machine forbids, a gate that
+blocks) raise `Conflict`, which answers 409 with its reason.
+"""
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter, SimpleRouter
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """Every path answers with and without a trailing slash."""
+
+    def __init__(self) -> None:
+        super().__init__(trailing_slash="/?")
+
+
+class OptionalSlashDefaultRouter(DefaultRouter):
+    def __init__(self) -> None:
+        super().__init__(trailing_slash="/?")
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.extra = extra or {}
+
+
+def _first_message(errors: Any) -> str:
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field in ("non_field_errors", "detail") else f"{field}: {message}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        response.data = {"detail": _first_message(exc.detail), "errors": exc.detail}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"]), **getattr(exc, "extra", {})}
+    else:
+        response.data = {"detail": _first_message(response.data), "errors": response.data}
+    return response

@@ -1,0 +1,165 @@
+"""Omoi settings: one module, everything that differs between machines from the environment.
+
+With nothing set, Omoi runs on an embedded default that needs only Python: SQLite for the
+database and kombu's filesystem transport for the Celery broker, both under OMOI_DATA_DIR.
+Set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis) for production and CI.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env("OMOI_DATA_DIR", default=str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="omoi-insecure-development-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "omoi",
+    "sandboxes",
+    "tickets",
+    "specs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "omoi.urls"
+WSGI_APPLICATION = "omoi.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+SQLITE_PATH = DATA_DIR / "omoi.sqlite3"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a worker writes; IMMEDIATE transactions and a busy
+    # timeout make concurrent writers wait for each other instead of failing with "locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": env.int("OMOI_SQLITE_BUSY_TIMEOUT", default=30),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file, not memory, so that a real worker process sees the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / env("OMOI_SQLITE_TEST_NAME", default="test-omoi.sqlite3"))}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("OMOI_API_PAGE_SIZE", default=50),
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "omoi.api.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Omoi API",
+    "DESCRIPTION": "Spec-driven autonomous software development: specs, tickets, agent runs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Celery (the full configuration is in celeryconfig.py) ----------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_DIR = DATA_DIR / "broker"
+CELERY_VISIBILITY_TIMEOUT = env.int("OMOI_BROKER_VISIBILITY_TIMEOUT", default=3600)
+
+# --- The language model ---------------------------------------------------------------------
+ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default="")
+OMOI_LLM_PROVIDER = env("OMOI_LLM_PROVIDER", default="anthropic" if ANTHROPIC_API_KEY else "replay")
+OMOI_MODEL = env("OMOI_MODEL", default="claude-sonnet-4-5")
+OMOI_LLM_TIMEOUT_S = env.float("OMOI_LLM_TIMEOUT_S", default=120.0)
+OMOI_LLM_MAX_RETRIES = env.int("OMOI_LLM_MAX_RETRIES", default=4)
+OMOI_LLM_MAX_TOKENS = env.int("OMOI_LLM_MAX_TOKENS", default=8192)
+OMOI_REPLAY_SCRIPT = env("OMOI_REPLAY_SCRIPT", default="")
+
+# --- Planning and execution -----------------------------------------------------------------
+OMOI_PHASE_MAX_ATTEMPTS = env.int("OMOI_PHASE_MAX_ATTEMPTS", default=3)
+OMOI_PLANNING_STUCK_AFTER_S = env.int("OMOI_PLANNING_STUCK_AFTER_S", default=900)
+OMOI_TASK_BUDGET_USD = env.float("OMOI_TASK_BUDGET_USD", default=5.0)
+OMOI_TASK_MAX_TURNS = env.int("OMOI_TASK_MAX_TURNS", default=40)
+OMOI_TASK_MAX_SECONDS = env.int("OMOI_TASK_MAX_SECONDS", default=3600)
+OMOI_TASK_MAX_VERIFICATIONS = env.int("OMOI_TASK_MAX_VERIFICATIONS", default=3)
+OMOI_EXECUTION_STUCK_AFTER_S = env.int("OMOI_EXECUTION_STUCK_AFTER_S", default=900)
+
+# --- Sandboxes ------------------------------------------------------------------------------
+OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")
+OMOI_SANDBOX_ROOT = Path(env("OMOI_SANDBOX_ROOT", default=str(DATA_DIR / "sandboxes")))
+OMOI_COMMAND_TIMEOUT_S = env.int("OMOI_COMMAND_TIMEOUT_S", default=300)
+DAYTONA_API_KEY = env("DAYTONA_API_KEY", default="")
+DAYTONA_API_URL = env("DAYTONA_API_URL", default="")
+
+# --- GitHub ---------------------------------------------------------------------------------
+GITHUB_TOKEN = env("GITHUB_TOKEN", default="")
+GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("OMOI_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from omoi import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    re_path(r"^healthz/?$", views.healthz, name="healthz"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^api/v1/auth/token/?$", views.ObtainTokenView.as_view(), name="auth-token"),
+    path("api/v1/", include("specs.urls")),
+    path("api/v1/", include("tickets.urls")),
+    path("api/v1/", include("sandboxes.urls")),
+]

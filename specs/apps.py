@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SpecsConfig(AppConfig):
+    name = "specs"
+
+    def ready(self) -> None:
+        from specs import receivers  # noqa: F401  (connects ticket_completed)

@@ -1,0 +1,5 @@
+from omoi.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+
+urlpatterns = [*router.urls]

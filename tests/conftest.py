@@ -1,0 +1,60 @@
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import ProjectFactory, UserFactory
+from tests.worker import WorkerProcess, purge_broker
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory(username="bob")
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> APIClient:
+    return client_for(other_user)
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def project(user):
+    return ProjectFactory(owner=user, name="demo")
+
+
+@pytest.fixture
+def start_worker(transactional_db, tmp_path):
+    """Factory: start_worker(env={...}) starts a real worker process on the test database."""
+    workers: list[WorkerProcess] = []
+    purge_broker()
+
+    def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> WorkerProcess:
+        worker = WorkerProcess(env=env, concurrency=concurrency, log_path=tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+    purge_broker()

@@ -1,0 +1,128 @@
+"""The replay provider: plays back a script file, so tests and the offline demo need no network.
+
+Script format (JSON):
+
+    {
+      "model": "replay",                              # optional, recorded in LLMUsage
+      "conversations": {
+        "explore": [TURN, TURN, ...],                 # planning phases by name
+        "requirements": [...], "design": [...], "tasks": [...],
+        "TSK-001:implement_feature": [...],           # a task: "<SpecTask key>:<task type>"
+        "TSK-001": [...]                              # or just the SpecTask key
+      }
+    }
+
+A TURN is one assistant message, in any of these forms:
+
+    {"tool": "read_file", "input": {"path": "README.md"}}          # one tool call
+    {"text": "Looking around", "tools": [{"tool": ..., "input": ...}, ...]}
+    {"text": "All done."}                                           # end_turn, no tool
+    {"content": [...Messages API content blocks...], "stop_reason": "tool_use"}
+    {"usage": {"input_tokens": 100, "output_tokens": 20}}           # optional on any turn
+
+The turn played is chosen by the number of assistant messages already in the transcript, so
+replaying a conversation is deterministic and a repeated turn (after a crash) gets the same
+answer. Tool-use ids are derived from the conversation key and turn number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from omoi.llm.base import LLMError, LLMResponse, ReplayExhausted, Usage, UsageContext, estimate_cost, usage_record
+
+
+@lru_cache(maxsize=16)
+def _load(path: str, mtime: float) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"cannot read replay script {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("conversations"), dict):
+        raise LLMError(f"replay script {path} must be an object with a 'conversations' object")
+    return data
+
+
+def _tool_block(spec: dict[str, Any], tool_id: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": tool_id, "name": spec["tool"], "input": spec.get("input", {})}
+
+
+class ReplayProvider:
+    name = "replay"
+
+    def __init__(self, script_path: str) -> None:
+        self.script_path = script_path
+
+    @classmethod
+    def from_settings(cls) -> ReplayProvider:
+        if not settings.OMOI_REPLAY_SCRIPT:
+            raise LLMError(
+                "no model is configured: set ANTHROPIC_API_KEY to use Claude, or OMOI_REPLAY_SCRIPT "
+                "to a replay script file"
+            )
+        return cls(settings.OMOI_REPLAY_SCRIPT)
+
+    def script(self) -> dict[str, Any]:
+        path = Path(self.script_path)
+        if not path.exists():
+            raise LLMError(f"replay script {path} does not exist")
+        return _load(str(path), path.stat().st_mtime)
+
+    def turns_for(self, key: str) -> list[dict[str, Any]]:
+        conversations = self.script()["conversations"]
+        if key in conversations:
+            return conversations[key]
+        base = key.split(":", 1)[0]
+        if base in conversations:
+            return conversations[base]
+        raise ReplayExhausted(f"replay script {self.script_path} has no conversation {key!r}")
+
+    def complete(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        context: UsageContext,
+        max_tokens: int | None = None,
+    ) -> LLMResponse:
+        turns = self.turns_for(context.conversation_key)
+        index = sum(1 for message in messages if message.get("role") == "assistant")
+        if index >= len(turns):
+            raise ReplayExhausted(
+                f"replay script has {len(turns)} turns for {context.conversation_key!r}; turn {index + 1} was asked for"
+            )
+        turn = turns[index]
+        prefix = "toolu_" + re.sub(r"[^A-Za-z0-9]", "_", context.conversation_key) + f"_{index}"
+        if "content" in turn:
+            content = turn["content"]
+            stop_reason = turn.get("stop_reason") or (
+                "tool_use" if any(b.get("type") == "tool_use" for b in content) else "end_turn"
+            )
+        else:
+            content = [{"type": "text", "text": turn["text"]}] if turn.get("text") else []
+            calls = turn.get("tools") or ([turn] if "tool" in turn else [])
+            content += [_tool_block(call, f"{prefix}_{n}") for n, call in enumerate(calls)]
+            stop_reason = "tool_use" if calls else "end_turn"
+        offered = {tool["name"] for tool in tools}
+        for block in content:
+            if block.get("type") == "tool_use" and offered and block["name"] not in offered:
+                raise LLMError(
+                    f"replay turn {index + 1} of {context.conversation_key!r} calls {block['name']!r}, "
+                    f"which this request does not offer ({', '.join(sorted(offered))})"
+                )
+        raw_usage = turn.get("usage", {})
+        usage = Usage(
+            input_tokens=int(raw_usage.get("input_tokens", (len(system) + len(json.dumps(messages))) // 4)),
+            output_tokens=int(raw_usage.get("output_tokens", len(json.dumps(content)) // 4)),
+        )
+        model = self.script().get("model", "replay")
+        usage.cost_usd = estimate_cost(model, usage)
+        usage_record(provider=self.name, model=model, usage=usage, context=context)
+        return LLMResponse(content=content, stop_reason=stop_reason, model=model, usage=usage)

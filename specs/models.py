@@ -64,6 +64,11 @@ class Spec(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     phase_started_at = models.DateTimeField(null=True, blank=True)
+    # The claim on the running planning phase: a token written by a conditional UPDATE, so a phase
+    # never runs twice at once; the heartbeat is the last sign of life (enqueue, claim, each turn)
+    # that the stuck-planning sweeper compares with OMOI_PLANNING_STUCK_AFTER_S.
+    phase_claim = models.CharField(max_length=64, blank=True)
+    phase_heartbeat_at = models.DateTimeField(null=True, blank=True)
     branch_name = models.CharField(max_length=255, blank=True)
     pull_request_url = models.URLField(max_length=1000, blank=True)
     pull_request_number = models.PositiveIntegerField(null=True, blank=True)
@@ -86,6 +91,7 @@ class Spec(models.Model):
         indexes = [
             models.Index(fields=["project", "status"], name="specs_spec_project_status"),
             models.Index(fields=["status", "updated_at"], name="specs_spec_status_time"),
+            models.Index(fields=["status", "phase_heartbeat_at"], name="specs_spec_status_heartbeat"),
         ]
 
     def __str__(self) -> str:

@@ -52,6 +52,12 @@ class Sandbox(models.Model):
                 condition=~Q(external_id=""),
                 name="sandboxes_sandbox_unique_external",
             ),
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(status__in=["creating", "ready"]),
+                name="sandboxes_sandbox_one_live_per_task",
+                violation_error_message="A task has at most one live sandbox.",
+            ),
         ]
         indexes = [models.Index(fields=["status", "last_activity_at"], name="sandboxes_sbx_status_activity")]
 
@@ -72,6 +78,11 @@ class AgentRun(models.Model):
     status = models.CharField(max_length=16, choices=AgentRunStatus.choices, default=AgentRunStatus.RUNNING)
     system_prompt = models.TextField(blank=True)
     messages = models.JSONField(default=list, blank=True)
+    pending_tool_results = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Results of the other tool calls of a turn that called a terminal tool; sent with its reply.",
+    )
     turns = models.PositiveIntegerField(default=0)
     verifications = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)

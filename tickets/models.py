@@ -54,6 +54,14 @@ class BlockedReason(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class Executor(models.TextChoices):
+    """Who carries a task out: a model run in a sandbox, or the host itself (running the tests,
+    merging)."""
+
+    AGENT = "agent", "Agent"
+    HOST = "host", "Host"
+
+
 class GateStatus(models.TextChoices):
     PASSED = "passed", "Passed"
     FAILED = "failed", "Failed"
@@ -98,6 +106,7 @@ class Ticket(models.Model):
     blocked_message = models.TextField(blank=True)
     context = models.JSONField(default=dict, blank=True)
     context_summary = models.TextField(blank=True)
+    context_updated_at = models.DateTimeField(null=True, blank=True)
     dependencies = models.ManyToManyField(
         "self", through="TicketDependency", symmetrical=False, related_name="dependents", blank=True
     )
@@ -143,6 +152,7 @@ class Task(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="tasks")
     phase = models.CharField(max_length=32, choices=Phase.choices)
     task_type = models.CharField(max_length=64, help_text="The template this task was made from.")
+    executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.AGENT)
     title = models.CharField(max_length=500)
     description = models.TextField(blank=True)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.MEDIUM)
@@ -161,6 +171,7 @@ class Task(models.Model):
             choices_check("phase", Phase),
             choices_check("priority", Priority),
             choices_check("status", TaskStatus),
+            choices_check("executor", Executor),
             models.UniqueConstraint(fields=["ticket", "phase", "task_type"], name="tickets_task_once_per_template"),
         ]
         indexes = [

@@ -1,0 +1,224 @@
+"""Tasks: generating them from templates, and their lifecycle (start, complete, fail, retry).
+
+Lock order everywhere: the ticket, then the task. Completing the last open task of a phase
+enqueues the progression task on commit; holding the ticket lock while counting open tasks is
+what makes exactly one of two simultaneous completions see itself as the last.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tickets.errors import InvalidArtifact, InvalidTaskState
+from tickets.models import Phase, PhaseGateArtifact, Task, TaskStatus, Ticket
+from tickets.selectors import OPEN_TASK_STATUSES, open_tasks_exist, runnable_tasks, task_blockers
+from tickets.services.gates import artifact_validate
+from tickets.templates import TaskTemplate, templates_for
+
+
+def tasks_dispatch_runnable(*, ticket_ids: Iterable[int], task_ids: Iterable[int] | None = None) -> list[int]:
+    """Hand the tasks of these tickets (optionally only `task_ids`) that may run now to the execution
+    seam, which enqueues their runs on commit. Returns the ids handed over."""
+    # Imported here: the execution module builds on these services and may import them.
+    from tickets.services.execution import tasks_dispatch
+
+    queryset = runnable_tasks(ticket_ids=list(ticket_ids))
+    if task_ids is not None:
+        queryset = queryset.filter(pk__in=list(task_ids))
+    runnable = list(queryset.values_list("id", flat=True))
+    if runnable:
+        tasks_dispatch(task_ids=runnable)
+    return runnable
+
+
+def _task_fields(template: TaskTemplate, ticket: Ticket) -> dict[str, Any]:
+    return {
+        "title": template.title(ticket)[:500],
+        "description": template.description(ticket),
+        "executor": template.executor,
+        "priority": ticket.priority,
+    }
+
+
+def _tasks_create(*, ticket: Ticket, phase: str) -> list[Task]:
+    created = []
+    for template in templates_for(phase):
+        try:
+            with transaction.atomic():
+                task, was_created = Task.objects.get_or_create(
+                    ticket=ticket, phase=phase, task_type=template.key, defaults=_task_fields(template, ticket)
+                )
+        except IntegrityError:  # created by a concurrent call between our read and our insert
+            continue
+        if was_created:
+            created.append(task)
+    return created
+
+
+@transaction.atomic
+def tasks_generate(*, ticket_id: int, phase: str | None = None) -> list[Task]:
+    """Create the tasks of `phase` (default: the ticket's current phase) from its templates, each
+    exactly once per ticket; returns only the tasks this call created (a repeat returns []).
+    Created tasks that may run now are dispatched."""
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
+    phase = phase or ticket.phase
+    if phase not in Phase.values:
+        raise ValueError(f"unknown phase {phase!r}")
+    created = _tasks_create(ticket=ticket, phase=phase)
+    if created and phase == ticket.phase:
+        tasks_dispatch_runnable(ticket_ids=[ticket.pk], task_ids=[task.pk for task in created])
+    return created
+
+
+def tasks_reopen(*, ticket: Ticket, phase: str, statuses: Iterable[str]) -> list[int]:
+    """Return the phase's tasks in `statuses` to pending, with descriptions rebuilt from their
+    templates (so they carry the context gathered since). Used when a ticket re-enters a phase."""
+    by_key = {template.key: template for template in templates_for(phase)}
+    reopened = []
+    for task in Task.objects.filter(ticket=ticket, phase=phase, status__in=list(statuses)).order_by("id"):
+        task.status = TaskStatus.PENDING
+        task.error = ""
+        task.started_at = None
+        task.completed_at = None
+        fields = ["status", "error", "started_at", "completed_at", "updated_at"]
+        template = by_key.get(task.task_type)
+        if template is not None:
+            task.description = template.description(ticket)
+            fields.append("description")
+        task.save(update_fields=fields)
+        reopened.append(task.pk)
+    return reopened
+
+
+def _lock(task_id: int) -> tuple[Ticket, Task]:
+    ticket_id = Task.objects.values_list("ticket_id", flat=True).get(pk=task_id)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
+    task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
+    task.ticket = ticket
+    return ticket, task
+
+
+def _merge(old: Any, new: Any) -> Any:
+    """Results are merged, never overwritten wholesale: objects merge key by key, recursively."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = dict(old)
+        for key, value in new.items():
+            merged[key] = _merge(old.get(key), value) if key in old else value
+        return merged
+    return new
+
+
+def _progress_if_phase_finished(*, ticket: Ticket, task: Task) -> bool:
+    """Enqueue the progression task once no task of the ticket's current phase is open."""
+    if task.phase != ticket.phase or open_tasks_exist(ticket_id=ticket.pk, phase=task.phase):
+        return False
+    from tickets.tasks import ticket_progress_task
+
+    ticket_progress_task.delay_on_commit(ticket.pk, task.phase)
+    return True
+
+
+@transaction.atomic
+def task_start(*, task_id: int, actor: str = "system") -> Task:
+    """pending → running, counting the attempt; refused (InvalidTaskState, with the reasons) unless
+    the task is runnable. Starting a running task again changes nothing. `actor` is who starts it."""
+    ticket, task = _lock(task_id)
+    if task.status == TaskStatus.RUNNING:
+        return task
+    blockers = task_blockers(task)
+    if blockers:
+        raise InvalidTaskState(f"task #{task.pk} cannot start: " + "; ".join(blockers))
+    task.status = TaskStatus.RUNNING
+    task.attempts += 1
+    task.started_at = timezone.now()
+    task.error = ""
+    task.save(update_fields=["status", "attempts", "started_at", "error", "updated_at"])
+    return task
+
+
+def _artifacts_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    artifacts = result.get("artifacts", [])
+    if not isinstance(artifacts, list):
+        raise InvalidArtifact("result['artifacts'] must be a list of {type, path?, content}")
+    for artifact in artifacts:
+        if not isinstance(artifact, dict):
+            raise InvalidArtifact("each entry of result['artifacts'] must be an object {type, path?, content}")
+        artifact_validate(
+            artifact_type=artifact.get("type"), content=artifact.get("content"), path=artifact.get("path", "")
+        )
+    return artifacts
+
+
+@transaction.atomic
+def task_complete(*, task_id: int, result: dict[str, Any], actor: str) -> Task:
+    """Mark a pending or running task completed: merge `result` into Task.result, turn
+    result["artifacts"] ([{type, path?, content}]) into gate artifacts of the task's phase collected
+    by `actor`, and, if no task of the ticket's current phase is still open, enqueue the progression
+    task on commit. Completing a completed task again changes nothing."""
+    if not isinstance(result, dict):
+        raise InvalidTaskState("a task result must be a JSON object")
+    ticket, task = _lock(task_id)
+    if task.status == TaskStatus.COMPLETED:
+        return task
+    if task.status not in OPEN_TASK_STATUSES:
+        raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a pending or running task can complete")
+    artifacts = _artifacts_of(result)
+    task.result = _merge(task.result or {}, result)
+    task.status = TaskStatus.COMPLETED
+    task.completed_at = timezone.now()
+    task.error = ""
+    task.save(update_fields=["result", "status", "completed_at", "error", "updated_at"])
+    PhaseGateArtifact.objects.bulk_create(
+        [
+            PhaseGateArtifact(
+                ticket=ticket,
+                phase=task.phase,
+                artifact_type=artifact["type"].strip(),
+                path=artifact.get("path", ""),
+                content=artifact["content"],
+                collected_by=actor,
+            )
+            for artifact in artifacts
+        ]
+    )
+    _progress_if_phase_finished(ticket=ticket, task=task)
+    return task
+
+
+@transaction.atomic
+def task_fail(*, task_id: int, error: str, actor: str, result: dict[str, Any] | None = None) -> Task:
+    """Mark a pending or running task failed for good (retries are the caller's to make first).
+    When it was the last open task of the phase, progression runs and blocks the ticket with the
+    failure as its reason. Failing a failed task again changes nothing."""
+    ticket, task = _lock(task_id)
+    if task.status == TaskStatus.FAILED:
+        return task
+    if task.status not in OPEN_TASK_STATUSES:
+        raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a pending or running task can fail")
+    if result:
+        task.result = _merge(task.result or {}, result)
+    task.status = TaskStatus.FAILED
+    task.error = error or f"failed (reported by {actor})"
+    task.completed_at = timezone.now()
+    task.save(update_fields=["result", "status", "error", "completed_at", "updated_at"])
+    _progress_if_phase_finished(ticket=ticket, task=task)
+    return task
+
+
+@transaction.atomic
+def task_retry(*, task_id: int, actor: str) -> Task:
+    """A failed or cancelled task back to pending (its result kept), dispatched if it may run now."""
+    ticket, task = _lock(task_id)
+    if task.status == TaskStatus.PENDING:
+        return task
+    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a failed or cancelled task can be retried")
+    task.status = TaskStatus.PENDING
+    task.error = ""
+    task.started_at = None
+    task.completed_at = None
+    task.save(update_fields=["status", "error", "started_at", "completed_at", "updated_at"])
+    tasks_dispatch_runnable(ticket_ids=[ticket.pk], task_ids=[task.pk])
+    return task

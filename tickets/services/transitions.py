@@ -1,0 +1,233 @@
+"""Moving tickets between phases: the one service that changes Ticket.phase, and the services
+built on it (block, unblock, start, automatic progression).
+
+How a move that a gate refuses stays clean: the move runs in its own transaction (a savepoint
+when the caller already has one). The gate is evaluated under the ticket lock before anything is
+written; when it fails, the transaction is rolled back whole and only then is the failed
+PhaseGateResult stored, in a transaction of its own, so the refusal is on record and nothing else
+of the move is. A passing gate's result is stored inside the move's transaction.
+"""
+
+from django.db import transaction
+
+from sandboxes.services.events import event_record
+from tickets.errors import GateBlocked, InvalidTransition
+from tickets.gates import GateOutcome, gate_check
+from tickets.models import BlockedReason, Phase, PhaseGateArtifact, PhaseHistory, TaskStatus, Ticket
+from tickets.selectors import open_tasks_exist
+from tickets.services.context import context_aggregate
+from tickets.services.gates import gate_result_store
+from tickets.services.tasks import _tasks_create, tasks_dispatch_runnable, tasks_reopen
+from tickets.signals import ticket_completed
+from tickets.workflow import WORKING_PHASES, allowed_transitions, can_transition, gated_phases, next_phase
+
+SYSTEM_ACTOR = "system"
+
+
+def _refusal(from_phase: str, to_phase: str) -> InvalidTransition:
+    allowed = ", ".join(allowed_transitions(from_phase))
+    if not allowed:
+        return InvalidTransition(
+            from_phase, to_phase, f"a ticket cannot move from {from_phase} to {to_phase}: {from_phase} is final"
+        )
+    return InvalidTransition(
+        from_phase,
+        to_phase,
+        f"a ticket cannot move from {from_phase} to {to_phase}; from {from_phase} it may move to: {allowed}",
+    )
+
+
+def ticket_transition(
+    *,
+    ticket_id: int,
+    to: Phase | str,
+    actor: str,
+    reason: str = "",
+    blocked_reason: str = "",
+    blocked_message: str = "",
+) -> Ticket:
+    """Move a ticket to `to`: the only code that changes Ticket.phase.
+
+    Locks the ticket; a move to the phase it is already in returns it unchanged (a repeated
+    delivery). Checks the transition table (InvalidTransition) and the exit gate of every phase the
+    move leaves going forward (GateBlocked, with the failed PhaseGateResult stored and on
+    `error.gate_result`). Then, in one transaction: the passed gate results, PhaseHistory (from, to,
+    reason, actor, the left phase's artifacts), the left phase's context, the ticket itself (BLOCKED
+    keeps the phase it came from, a typed reason and a message), the entered phase's tasks from
+    templates, a `ticket.transitioned` event; and it dispatches the tasks that may run now. On DONE
+    the dependents' newly runnable tasks are dispatched and `ticket_completed` is sent on commit.
+    """
+    try:
+        return _ticket_transition(
+            ticket_id=ticket_id,
+            to=to,
+            actor=actor,
+            reason=reason,
+            blocked_reason=blocked_reason,
+            blocked_message=blocked_message,
+        )
+    except GateBlocked as blocked:
+        outcome = GateOutcome(phase=blocked.phase, passed=False, reasons=blocked.reasons, details=blocked.details)
+        with transaction.atomic():
+            blocked.gate_result = gate_result_store(ticket_id=ticket_id, outcome=outcome, actor=actor)
+        raise
+
+
+@transaction.atomic
+def _ticket_transition(
+    *, ticket_id: int, to: Phase | str, actor: str, reason: str, blocked_reason: str, blocked_message: str
+) -> Ticket:
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
+    from_phase = Phase(ticket.phase)
+    if to not in Phase.values:
+        raise InvalidTransition(from_phase, str(to), f"{to!r} is not a phase; phases are {', '.join(Phase.values)}")
+    to = Phase(to)
+    if from_phase == to:
+        return ticket
+    if not can_transition(from_phase, to):
+        raise _refusal(from_phase, to)
+    if to == Phase.BLOCKED and blocked_reason not in BlockedReason.values:
+        raise InvalidTransition(from_phase, to, f"blocking needs a reason, one of: {', '.join(BlockedReason.values)}")
+
+    passed = []
+    for phase in gated_phases(from_phase=from_phase, to_phase=to, previous_phase=ticket.previous_phase):
+        outcome = gate_check(ticket=ticket, phase=phase)
+        if not outcome.passed:
+            raise GateBlocked(phase, outcome.reasons, outcome.details)
+        passed.append(outcome)
+    for outcome in passed:
+        gate_result_store(ticket_id=ticket.pk, outcome=outcome, actor=actor)
+
+    left_phase = ticket.previous_phase if from_phase == Phase.BLOCKED else from_phase
+    artifacts = [
+        {
+            "id": artifact.pk,
+            "phase": artifact.phase,
+            "type": artifact.artifact_type,
+            "path": artifact.path,
+            "collected_by": artifact.collected_by,
+            "collected_at": artifact.collected_at.isoformat(),
+        }
+        for artifact in PhaseGateArtifact.objects.filter(ticket=ticket, phase=left_phase).order_by("id")
+    ]
+    PhaseHistory.objects.create(
+        ticket=ticket, from_phase=from_phase, to_phase=to, reason=reason, actor=actor, artifacts=artifacts
+    )
+
+    fields = ["phase", "previous_phase", "blocked_reason", "blocked_message", "updated_at"]
+    if from_phase in WORKING_PHASES:
+        blocked = {"reason": blocked_reason, "message": blocked_message} if to == Phase.BLOCKED else None
+        context_aggregate(ticket=ticket, phase=from_phase, blocked=blocked)
+        fields += ["context", "context_summary", "context_updated_at"]
+    ticket.previous_phase = from_phase
+    ticket.phase = to
+    if to == Phase.BLOCKED:
+        ticket.blocked_reason = blocked_reason
+        ticket.blocked_message = blocked_message or reason
+    else:
+        ticket.blocked_reason = ""
+        ticket.blocked_message = ""
+    ticket.save(update_fields=fields)
+
+    if to in WORKING_PHASES:
+        _tasks_create(ticket=ticket, phase=to)
+        if from_phase == Phase.TESTING and to == Phase.IMPLEMENTATION:
+            # Regression: the implementation is to be done again, with what testing found.
+            tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.COMPLETED, TaskStatus.FAILED])
+        elif from_phase == Phase.BLOCKED:
+            tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.FAILED])
+        tasks_dispatch_runnable(ticket_ids=[ticket.pk])
+        if from_phase == Phase.BLOCKED and not open_tasks_exist(ticket_id=ticket.pk, phase=to):
+            # Back in a phase whose work is all done: let progression judge the gate again.
+            from tickets.tasks import ticket_progress_task
+
+            ticket_progress_task.delay_on_commit(ticket.pk, to.value)
+
+    event_record(
+        type="ticket.transitioned",
+        payload={
+            "from_phase": from_phase.value,
+            "to_phase": to.value,
+            "reason": reason,
+            "actor": actor,
+            "blocked_reason": ticket.blocked_reason,
+            "blocked_message": ticket.blocked_message,
+        },
+        spec_id=ticket.spec_id,
+        ticket_id=ticket.pk,
+    )
+
+    if to == Phase.DONE:
+        dependent_ids = list(ticket.dependents.values_list("pk", flat=True))
+        if dependent_ids:
+            tasks_dispatch_runnable(ticket_ids=dependent_ids)
+        ticket_id, spec_id = ticket.pk, ticket.spec_id
+        transaction.on_commit(
+            lambda: ticket_completed.send(sender=Ticket, ticket_id=ticket_id, spec_id=spec_id), robust=True
+        )
+    return ticket
+
+
+def ticket_block(*, ticket_id: int, reason: BlockedReason | str, actor: str, message: str = "") -> Ticket:
+    """Move a ticket to BLOCKED with a typed reason and a message."""
+    return ticket_transition(
+        ticket_id=ticket_id,
+        to=Phase.BLOCKED,
+        actor=actor,
+        reason=f"blocked: {reason}",
+        blocked_reason=reason,
+        blocked_message=message,
+    )
+
+
+def ticket_unblock(*, ticket_id: int, actor: str, to: Phase | str | None = None, reason: str = "") -> Ticket:
+    """Move a BLOCKED ticket back to `to` (default: the phase it was blocked in), where the table
+    allows. Unblocking past that phase must pass the gates of the phases it skips."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    if ticket.phase != Phase.BLOCKED:
+        raise InvalidTransition(
+            ticket.phase, str(to or ""), f"ticket #{ticket.pk} is not blocked (it is in {ticket.phase})"
+        )
+    target = to or ticket.previous_phase
+    if not target:
+        raise InvalidTransition(Phase.BLOCKED, "", "the ticket does not record the phase it was blocked in; name one")
+    if not can_transition(Phase.BLOCKED, target):
+        allowed = ", ".join(allowed_transitions(Phase.BLOCKED))
+        raise InvalidTransition(
+            Phase.BLOCKED, target, f"a blocked ticket cannot return to {target}; it may return to: {allowed}"
+        )
+    return ticket_transition(ticket_id=ticket_id, to=target, actor=actor, reason=reason or "unblocked")
+
+
+def ticket_start(*, ticket_id: int, actor: str) -> Ticket:
+    """Start a BACKLOG ticket: move it to REQUIREMENTS, which creates its first tasks. Its tasks run
+    once every ticket it depends on is DONE. A ticket already started is returned unchanged."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    if ticket.phase != Phase.BACKLOG:
+        return ticket
+    return ticket_transition(ticket_id=ticket_id, to=Phase.REQUIREMENTS, actor=actor, reason="started")
+
+
+@transaction.atomic
+def ticket_progress(*, ticket_id: int, phase: Phase | str, actor: str = SYSTEM_ACTOR) -> Ticket:
+    """Automatic progression once a phase's work is over. A no-op unless the ticket is still in
+    `phase` with no open task (so running it twice, or late, changes nothing). Evaluates the gate:
+    passed → the next phase; failed → BLOCKED (failing_checks) with the gate's reasons, the failed
+    PhaseGateResult kept."""
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
+    if ticket.phase != phase or phase not in WORKING_PHASES:
+        return ticket
+    if open_tasks_exist(ticket_id=ticket.pk, phase=phase):
+        return ticket
+    outcome = gate_check(ticket=ticket, phase=phase)
+    if outcome.passed:
+        return ticket_transition(ticket_id=ticket.pk, to=next_phase(phase), actor=actor, reason=f"{phase} gate passed")
+    gate_result_store(ticket_id=ticket.pk, outcome=outcome, actor=actor)
+    return ticket_transition(
+        ticket_id=ticket.pk,
+        to=Phase.BLOCKED,
+        actor=actor,
+        reason=f"{phase} gate failed",
+        blocked_reason=BlockedReason.FAILING_CHECKS,
+        blocked_message="; ".join(outcome.reasons),
+    )

@@ -1,0 +1,424 @@
+"""Agent runs: a model conversation that proceeds one turn per call, its transcript in the database.
+
+`agent_turn_run` is the primitive the planning and execution drivers call from their Celery tasks:
+one model call (outside any transaction), the turn's tool calls executed in the workspace, then
+one transaction that appends the turn to the transcript, counts it, and records its events. A
+repeated delivery of the same turn (`expected_turn` no longer current) makes no model call and
+changes nothing. The module knows nothing of tickets or specs' workflow: the caller says which
+tools are offered and which of them end the turn ("terminal" tools such as `finish` or
+`submit_requirements`), and decides what a terminal call means.
+
+Transcript invariant (the Messages API requires it): every assistant message that calls tools is
+followed by one user message answering every call. A terminal call is answered later, by
+`agent_run_reply`, together with the other calls of that turn, whose results wait in
+`AgentRun.pending_tool_results` meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from omoi.llm import LLMProvider, UsageContext, get_provider, text_of, tool_uses_of
+from sandboxes.models import AgentRun, AgentRunStatus
+from sandboxes.services.events import event_record, truncate_text
+from sandboxes.tools import FILE_CHANGING_TOOLS, ToolResult, tool_execute
+from sandboxes.workspace import Workspace
+
+EVENT_TEXT_LIMIT = 2000
+EVENT_INPUT_LIMIT = 2000
+
+
+class AgentRunError(Exception):
+    """The run cannot take this step (for example, it waits for a reply to a terminal call)."""
+
+
+@dataclass
+class TurnOutcome:
+    """What a turn came to. kind: "continue" (tool results appended; run the next turn), "terminal"
+    (the model called a terminal tool: `name`, `input`, `tool_use_id`; answer it with
+    agent_run_reply or end the run), or "stale" (a duplicate delivery; nothing was done)."""
+
+    kind: str
+    name: str = ""
+    input: dict[str, Any] = field(default_factory=dict)
+    tool_use_id: str = ""
+    text: str = ""
+    stop_reason: str = ""
+    turns: int = 0
+
+
+def _truncated_input(tool_input: Any) -> Any:
+    if not isinstance(tool_input, dict):
+        return truncate_text(str(tool_input), EVENT_INPUT_LIMIT)
+    truncated = {}
+    for key, value in tool_input.items():
+        if isinstance(value, str):
+            truncated[key] = truncate_text(value, EVENT_INPUT_LIMIT)
+        else:
+            text = json.dumps(value, default=str)
+            truncated[key] = value if len(text) <= EVENT_INPUT_LIMIT else truncate_text(text, EVENT_INPUT_LIMIT)
+    return truncated
+
+
+def _tool_result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result.content, "is_error": result.is_error}
+
+
+def terminal_nudge(terminal_tools: set[str]) -> str:
+    names = " or ".join(sorted(terminal_tools)) or "the finishing tool"
+    return f"Continue with the tools; call {names} when you are done."
+
+
+def agent_run_start(
+    *,
+    kind: str,
+    spec_id: int | None = None,
+    task_id: int | None = None,
+    phase: str = "",
+    system_prompt: str,
+    first_message: str,
+    sandbox_id: int | None = None,
+) -> AgentRun:
+    """A new run whose transcript is the first user message. Records `agent.started`."""
+    with transaction.atomic():
+        run = AgentRun.objects.create(
+            kind=kind,
+            spec_id=spec_id,
+            task_id=task_id,
+            phase=phase,
+            sandbox_id=sandbox_id,
+            system_prompt=system_prompt,
+            messages=[{"role": "user", "content": first_message}],
+        )
+        event_record(
+            type="agent.started",
+            payload={"run": run.pk, "kind": kind, "phase": phase},
+            spec_id=spec_id,
+            task_id=task_id,
+            sandbox_id=sandbox_id,
+        )
+    return run
+
+
+def _execute_tool_uses(
+    *,
+    workspace: Workspace,
+    tool_uses: list[dict[str, Any]],
+    offered: set[str],
+    terminal_tools: set[str],
+) -> tuple[list[tuple[dict[str, Any], ToolResult]], dict[str, Any] | None]:
+    """Run every non-terminal call; return (call, result) pairs in call order and the first
+    terminal call (whose result is left to the caller)."""
+    executed: list[tuple[dict[str, Any], ToolResult]] = []
+    terminal: dict[str, Any] | None = None
+    for call in tool_uses:
+        name = call.get("name", "")
+        if name in terminal_tools and name in offered:
+            if terminal is None:
+                terminal = call
+                continue
+            result = ToolResult(
+                content=f"only one call of {name} is taken per turn; this one was ignored", is_error=True
+            )
+        elif name not in offered:
+            result = ToolResult(
+                content=f"tool {name!r} is not available here; the available tools are: {', '.join(sorted(offered))}",
+                is_error=True,
+            )
+        else:
+            result = tool_execute(workspace=workspace, name=name, tool_input=call.get("input"))
+        executed.append((call, result))
+    return executed, terminal
+
+
+def _record_tool_events(
+    *, run: AgentRun, executed: list[tuple[dict[str, Any], ToolResult]], ticket_id: int | None
+) -> None:
+    common = {"spec_id": run.spec_id, "ticket_id": ticket_id, "task_id": run.task_id, "sandbox_id": run.sandbox_id}
+    for call, result in executed:
+        name = call.get("name", "")
+        tool_input = _truncated_input(call.get("input"))
+        event_record(type="agent.tool_call", payload={"run": run.pk, "name": name, "input": tool_input}, **common)
+        if result.refused:
+            event_record(
+                type="sandbox.refused",
+                payload={"run": run.pk, "tool": name, "input": tool_input, "reason": result.meta.get("reason", "")},
+                **common,
+            )
+        elif name in FILE_CHANGING_TOOLS and not result.is_error:
+            event_record(type="sandbox.file_changed", payload={"run": run.pk, "path": result.meta["path"]}, **common)
+        elif name == "run_command" and "exit_code" in result.meta:
+            event_record(
+                type="sandbox.command",
+                payload={
+                    "run": run.pk,
+                    "command": truncate_text(result.meta["command"], EVENT_INPUT_LIMIT),
+                    "exit_code": result.meta["exit_code"],
+                    "duration_s": result.meta["duration_s"],
+                    "timed_out": result.meta["timed_out"],
+                },
+                **common,
+            )
+        event_record(
+            type="agent.tool_result",
+            payload={
+                "run": run.pk,
+                "name": name,
+                "is_error": result.is_error,
+                "content": truncate_text(result.content, EVENT_TEXT_LIMIT),
+            },
+            **common,
+        )
+
+
+def agent_turn_run(
+    *,
+    run_id: int,
+    expected_turn: int,
+    workspace: Workspace,
+    tools: list[dict[str, Any]],
+    terminal_tools: set[str],
+    conversation_key: str,
+    ticket_id: int | None = None,
+    provider: LLMProvider | None = None,
+) -> TurnOutcome:
+    """Run turn number `expected_turn + 1` of the run: one model call, its tool calls, one commit.
+
+    Stale (no model call, nothing changed) unless the run is running with exactly
+    `expected_turn` turns done. An LLMError from the provider propagates with nothing changed.
+    """
+    run = AgentRun.objects.get(pk=run_id)
+    if run.status != AgentRunStatus.RUNNING or run.turns != expected_turn:
+        return TurnOutcome(kind="stale", turns=run.turns)
+    if run.messages and run.messages[-1].get("role") == "assistant":
+        raise AgentRunError(f"agent run {run_id} waits for agent_run_reply to its terminal tool call")
+    provider = provider or get_provider()
+    response = provider.complete(
+        system=run.system_prompt,
+        messages=run.messages,
+        tools=tools,
+        context=UsageContext(
+            conversation_key=conversation_key,
+            spec_id=run.spec_id,
+            task_id=run.task_id,
+            agent_run_id=run.pk,
+            phase=run.phase,
+        ),
+    )
+    content = response.content or [{"type": "text", "text": "(no output)"}]
+    tool_uses = tool_uses_of(content)
+    text = text_of(content)
+    offered = {tool["name"] for tool in tools}
+    executed, terminal = _execute_tool_uses(
+        workspace=workspace, tool_uses=tool_uses, offered=offered, terminal_tools=terminal_tools
+    )
+
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        if run.status != AgentRunStatus.RUNNING or run.turns != expected_turn:
+            return TurnOutcome(kind="stale", turns=run.turns)
+        run.messages = [*run.messages, {"role": "assistant", "content": content}]
+        run.turns += 1
+        run.input_tokens += response.usage.input_tokens
+        run.output_tokens += response.usage.output_tokens
+        run.cost_usd = Decimal(run.cost_usd) + response.usage.cost_usd
+        run.stop_reason = response.stop_reason or ""
+        results = [_tool_result_block(call["id"], result) for call, result in executed]
+        if terminal is None:
+            if tool_uses:
+                run.messages.append({"role": "user", "content": results})
+            else:
+                run.messages.append({"role": "user", "content": terminal_nudge(terminal_tools)})
+            run.pending_tool_results = []
+        else:
+            run.pending_tool_results = results
+        run.save(
+            update_fields=[
+                "messages",
+                "turns",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+                "stop_reason",
+                "pending_tool_results",
+                "updated_at",
+            ]
+        )
+        event_record(
+            type="agent.turn",
+            payload={
+                "run": run.pk,
+                "turn": run.turns,
+                "text": truncate_text(text, EVENT_TEXT_LIMIT),
+                "stop_reason": response.stop_reason,
+                "input_tokens": response.usage.input_tokens,
+                "output_tokens": response.usage.output_tokens,
+            },
+            spec_id=run.spec_id,
+            ticket_id=ticket_id,
+            task_id=run.task_id,
+            sandbox_id=run.sandbox_id,
+        )
+        _record_tool_events(run=run, executed=executed, ticket_id=ticket_id)
+        if terminal is not None:
+            event_record(
+                type="agent.tool_call",
+                payload={"run": run.pk, "name": terminal["name"], "input": _truncated_input(terminal.get("input"))},
+                spec_id=run.spec_id,
+                ticket_id=ticket_id,
+                task_id=run.task_id,
+                sandbox_id=run.sandbox_id,
+            )
+    if terminal is None:
+        return TurnOutcome(kind="continue", text=text, stop_reason=response.stop_reason, turns=run.turns)
+    terminal_input = terminal.get("input")
+    return TurnOutcome(
+        kind="terminal",
+        name=terminal["name"],
+        input=terminal_input if isinstance(terminal_input, dict) else {},
+        tool_use_id=terminal["id"],
+        text=text,
+        stop_reason=response.stop_reason,
+        turns=run.turns,
+    )
+
+
+def agent_run_reply(
+    *, run_id: int, tool_use_id: str, content: str, is_error: bool, ticket_id: int | None = None
+) -> AgentRun:
+    """Answer the terminal call `tool_use_id` of the last turn: one user message with the turn's
+    pending results and this one, in call order. A repeated reply changes nothing."""
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        last = run.messages[-1] if run.messages else {}
+        if last.get("role") != "assistant":
+            return run
+        calls = tool_uses_of(last.get("content") or [])
+        if tool_use_id not in {call["id"] for call in calls}:
+            raise AgentRunError(f"the last turn of agent run {run_id} has no tool call {tool_use_id!r}")
+        answered = {block["tool_use_id"]: block for block in run.pending_tool_results}
+        answered[tool_use_id] = {
+            "type": "tool_result",
+            "tool_use_id": tool_use_id,
+            "content": content,
+            "is_error": is_error,
+        }
+        results = [
+            answered.get(call["id"])
+            or {"type": "tool_result", "tool_use_id": call["id"], "content": "not executed", "is_error": True}
+            for call in calls
+        ]
+        run.messages = [*run.messages, {"role": "user", "content": results}]
+        run.pending_tool_results = []
+        run.save(update_fields=["messages", "pending_tool_results", "updated_at"])
+        name = next(call["name"] for call in calls if call["id"] == tool_use_id)
+        event_record(
+            type="agent.tool_result",
+            payload={
+                "run": run.pk,
+                "name": name,
+                "is_error": is_error,
+                "content": truncate_text(content, EVENT_TEXT_LIMIT),
+            },
+            spec_id=run.spec_id,
+            ticket_id=ticket_id,
+            task_id=run.task_id,
+            sandbox_id=run.sandbox_id,
+        )
+    return run
+
+
+def agent_run_inject_message(*, run_id: int, text: str, ticket_id: int | None = None) -> AgentRun:
+    """Add guidance (from an operator or a guardian) for the model's next turn: appended to the
+    last user message, or as a new user message when the transcript ends with the model's turn
+    and no call waits for an answer."""
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        messages = list(run.messages)
+        last = messages[-1] if messages else None
+        if last is not None and last.get("role") == "user":
+            content = last["content"]
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            messages[-1] = {"role": "user", "content": [*blocks, {"type": "text", "text": text}]}
+        elif last is not None and tool_uses_of(last.get("content") or []):
+            raise AgentRunError(f"agent run {run_id} waits for agent_run_reply; inject after the reply")
+        else:
+            messages.append({"role": "user", "content": text})
+        run.messages = messages
+        run.save(update_fields=["messages", "updated_at"])
+        event_record(
+            type="agent.message_injected",
+            payload={"run": run.pk, "text": truncate_text(text, EVENT_TEXT_LIMIT)},
+            spec_id=run.spec_id,
+            ticket_id=ticket_id,
+            task_id=run.task_id,
+            sandbox_id=run.sandbox_id,
+        )
+    return run
+
+
+def agent_run_finish(
+    *,
+    run_id: int,
+    status: str,
+    stop_reason: str,
+    result: dict[str, Any] | None = None,
+    ticket_id: int | None = None,
+) -> AgentRun:
+    """End the run with `status` (finished, failed or cancelled) and a readable stop reason.
+    A run already ended is left as it is. Records `agent.finished`."""
+    if status not in {AgentRunStatus.FINISHED, AgentRunStatus.FAILED, AgentRunStatus.CANCELLED}:
+        raise ValueError(f"an agent run ends as finished, failed or cancelled, not {status!r}")
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        if run.status not in {AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING}:
+            return run
+        run.status = status
+        run.stop_reason = stop_reason[:255]
+        if result is not None:
+            run.result = result
+        if status == AgentRunStatus.FAILED:
+            run.error = stop_reason
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "stop_reason", "result", "error", "finished_at", "updated_at"])
+        event_record(
+            type="agent.finished",
+            payload={
+                "run": run.pk,
+                "status": status,
+                "stop_reason": stop_reason,
+                "turns": run.turns,
+                "cost_usd": str(run.cost_usd),
+            },
+            spec_id=run.spec_id,
+            ticket_id=ticket_id,
+            task_id=run.task_id,
+            sandbox_id=run.sandbox_id,
+        )
+    return run
+
+
+def agent_run_limit_reason(
+    run: AgentRun,
+    *,
+    max_turns: int | None = None,
+    max_cost_usd: float | Decimal | None = None,
+    max_seconds: float | None = None,
+) -> str | None:
+    """A readable reason when the run has reached one of its limits, else None."""
+    if max_turns is not None and run.turns >= max_turns:
+        return f"turn limit reached ({max_turns} turns)"
+    if max_cost_usd is not None and Decimal(run.cost_usd) >= Decimal(str(max_cost_usd)):
+        return f"budget reached (${Decimal(run.cost_usd):.2f} spent, limit ${Decimal(str(max_cost_usd)):.2f})"
+    if max_seconds is not None and run.started_at is not None:
+        elapsed = timezone.now() - run.started_at
+        if elapsed >= timedelta(seconds=max_seconds):
+            return f"time limit reached ({int(max_seconds)} s)"
+    return None

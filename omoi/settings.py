@@ -148,6 +148,8 @@ OMOI_EXECUTION_STUCK_AFTER_S = env.int("OMOI_EXECUTION_STUCK_AFTER_S", default=9
 OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")
 OMOI_SANDBOX_ROOT = Path(env("OMOI_SANDBOX_ROOT", default=str(DATA_DIR / "sandboxes")))
 OMOI_COMMAND_TIMEOUT_S = env.int("OMOI_COMMAND_TIMEOUT_S", default=300)
+# The host's own clones of project repositories (spec branches are built and merged there).
+OMOI_REPOS_DIR = Path(env("OMOI_REPOS_DIR", default=str(DATA_DIR / "repos")))
 DAYTONA_API_KEY = env("DAYTONA_API_KEY", default="")
 DAYTONA_API_URL = env("DAYTONA_API_URL", default="")
 

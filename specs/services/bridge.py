@@ -1,7 +1,88 @@
-"""EXECUTE: the bridge from a planned spec to tickets (owned by the execution work, issue 5)."""
+"""EXECUTE: the bridge from a planned spec to tickets on the board.
+
+In one transaction every SpecTask becomes exactly one Ticket (the OneToOne Ticket.spec_task makes
+a second run create nothing), SpecTask dependencies become ticket dependencies, and the spec
+becomes `executing`. Each new ticket then moves BACKLOG → REQUIREMENTS through the ticket
+workflow, which generates its tasks and dispatches those whose dependencies are done; the others
+wait until their dependencies reach DONE.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from sandboxes.services.events import event_record
+from specs.models import Spec, SpecPhase, SpecStatus, SpecTaskDependency
+from tickets.models import Phase, Ticket, TicketDependency
+from tickets.services import repository
+from tickets.services.transitions import ticket_transition
 
 
-def spec_execute(*, spec_id: int, actor: str) -> None:
-    """Turn every SpecTask of a planning-complete, approved spec into exactly one Ticket with its
-    tasks, and make the spec `executing`. Filled in by the execution work."""
-    raise NotImplementedError("the bridge lands with the execution work")
+class SpecNotExecutable(Exception):
+    """The spec is not in a state the bridge can run from."""
+
+
+def _check_executable(spec: Spec) -> None:
+    if spec.status != SpecStatus.PLANNING_COMPLETE:
+        raise SpecNotExecutable(f"spec {spec.pk} is {spec.status}: tickets are made only once planning is complete")
+    if spec.require_approval and spec.approved_at is None:
+        raise SpecNotExecutable(f"spec {spec.pk} waits for approval: POST /api/v1/specs/{spec.pk}/approve first")
+
+
+def spec_execute(*, spec_id: int, actor: str) -> Spec:
+    """Turn every SpecTask into one Ticket and start the work. Idempotent: a spec already
+    executing (or done) is returned unchanged."""
+    spec = Spec.objects.select_related("project").get(pk=spec_id)
+    if spec.status in (SpecStatus.EXECUTING, SpecStatus.COMPLETED):
+        return spec
+    _check_executable(spec)
+    branch = spec.branch_name or repository.spec_branch_name(spec_id=spec.pk, title=spec.title)
+    repository.spec_repo_prepare(spec=spec, branch=branch)
+
+    with transaction.atomic():
+        spec = Spec.objects.select_for_update().select_related("project").get(pk=spec_id)
+        if spec.status in (SpecStatus.EXECUTING, SpecStatus.COMPLETED):
+            return spec
+        _check_executable(spec)
+        spec_tasks = list(spec.tasks.order_by("position", "id"))
+        existing = set(Ticket.objects.filter(spec=spec).values_list("spec_task_id", flat=True))
+        Ticket.objects.bulk_create(
+            [
+                Ticket(
+                    project=spec.project,
+                    user=spec.user,
+                    spec=spec,
+                    spec_task=spec_task,
+                    title=f"{spec_task.key}: {spec_task.title}",
+                    description=spec_task.description,
+                    priority=spec_task.priority,
+                    phase=Phase.BACKLOG,
+                )
+                for spec_task in spec_tasks
+                if spec_task.pk not in existing
+            ]
+        )
+        tickets = {t.spec_task_id: t for t in Ticket.objects.filter(spec=spec)}
+        links = SpecTaskDependency.objects.filter(task__spec=spec).values_list("task_id", "depends_on_id")
+        TicketDependency.objects.bulk_create(
+            [TicketDependency(ticket=tickets[task], depends_on=tickets[dependency]) for task, dependency in links],
+            ignore_conflicts=True,
+        )
+        spec.status = SpecStatus.EXECUTING
+        spec.current_phase = SpecPhase.EXECUTE
+        spec.branch_name = branch
+        spec.progress = 0
+        spec.last_error = ""
+        spec.save(update_fields=["status", "current_phase", "branch_name", "progress", "last_error", "updated_at"])
+        event_record(
+            type="spec.executing",
+            payload={"tickets": len(tickets), "branch": branch, "actor": actor},
+            spec_id=spec.pk,
+        )
+        for spec_task in spec_tasks:
+            ticket = tickets[spec_task.pk]
+            if ticket.phase == Phase.BACKLOG:
+                ticket_transition(
+                    ticket_id=ticket.pk, to=Phase.REQUIREMENTS, actor=actor, reason=f"planned in spec {spec.pk}"
+                )
+    return spec

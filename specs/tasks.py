@@ -1,0 +1,33 @@
+"""Thin Celery entry points of the planning domain: take ids, call one service.
+
+The execution side (completion, the pull request step, a failed execution) is here too: they
+change specs. Planning phase tasks are named `specs.tasks.planning_*` and routed to the planning
+queue; the others run on the default queue.
+"""
+
+from celery import shared_task
+
+from specs.services.completion import spec_completion_check, spec_execution_failed, spec_pull_request_open
+
+
+@shared_task(name="specs.tasks.spec_completion_task", acks_late=True)
+def spec_completion_task(spec_id: int) -> None:
+    """A ticket of the spec reached DONE: update progress, complete the spec when all are done."""
+    spec_completion_check(spec_id=spec_id)
+
+
+@shared_task(
+    name="specs.tasks.spec_pull_request_task",
+    acks_late=True,
+    autoretry_for=(ConnectionError, TimeoutError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def spec_pull_request_task(spec_id: int) -> None:
+    """Push the spec branch and open the pull request, once."""
+    spec_pull_request_open(spec_id=spec_id)
+
+
+@shared_task(name="specs.tasks.spec_execution_failed_task", acks_late=True)
+def spec_execution_failed_task(spec_id: int, ticket_id: int, reason: str, message: str) -> None:
+    spec_execution_failed(spec_id=spec_id, ticket_id=ticket_id, reason=reason, message=message)

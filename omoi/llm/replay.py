@@ -23,6 +23,10 @@ A TURN is one assistant message, in any of these forms:
 The turn played is chosen by the number of assistant messages already in the transcript, so
 replaying a conversation is deterministic and a repeated turn (after a crash) gets the same
 answer. Tool-use ids are derived from the conversation key and turn number.
+
+The whole script is checked when it is loaded: a malformed turn raises LLMError naming the
+conversation and the turn number, and asking for a turn past the end raises ReplayExhausted
+naming the conversation and how many turns it has.
 """
 
 from __future__ import annotations
@@ -37,6 +41,38 @@ from django.conf import settings
 
 from omoi.llm.base import LLMError, LLMResponse, ReplayExhausted, Usage, UsageContext, estimate_cost, usage_record
 
+TURN_KEYS = {"tool", "input", "text", "tools", "content", "stop_reason", "usage"}
+
+
+def _turn_problem(turn: Any) -> str:
+    """What is wrong with one scripted turn, or "" when it is well formed."""
+    if not isinstance(turn, dict):
+        return f"must be an object, not {type(turn).__name__}"
+    unknown = sorted(set(turn) - TURN_KEYS)
+    if unknown:
+        return f"has unknown keys {unknown} (allowed: {sorted(TURN_KEYS)})"
+    if "content" in turn:
+        if not isinstance(turn["content"], list) or not all(
+            isinstance(b, dict) and "type" in b for b in turn["content"]
+        ):
+            return "'content' must be a list of content blocks, each an object with a 'type'"
+        return ""
+    if "text" in turn and not isinstance(turn["text"], str):
+        return "'text' must be a string"
+    calls = turn.get("tools") if "tools" in turn else ([turn] if "tool" in turn else [])
+    if not isinstance(calls, list):
+        return "'tools' must be a list of {tool, input} objects"
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("tool"), str) or not call["tool"]:
+            return "each tool call needs a 'tool' name (a string)"
+        if not isinstance(call.get("input", {}), dict):
+            return f"the input of tool call {call['tool']!r} must be an object"
+    if not calls and "text" not in turn:
+        return "needs 'tool', 'tools', 'text' or 'content'"
+    if "usage" in turn and not isinstance(turn["usage"], dict):
+        return "'usage' must be an object"
+    return ""
+
 
 @lru_cache(maxsize=16)
 def _load(path: str, mtime: float) -> dict[str, Any]:
@@ -46,6 +82,13 @@ def _load(path: str, mtime: float) -> dict[str, Any]:
         raise LLMError(f"cannot read replay script {path}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("conversations"), dict):
         raise LLMError(f"replay script {path} must be an object with a 'conversations' object")
+    for key, turns in data["conversations"].items():
+        if not isinstance(turns, list):
+            raise LLMError(f"replay script {path}: conversation {key!r} must be a list of turns")
+        for number, turn in enumerate(turns, start=1):
+            problem = _turn_problem(turn)
+            if problem:
+                raise LLMError(f"replay script {path}: turn {number} of conversation {key!r} {problem}")
     return data
 
 

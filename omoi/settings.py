@@ -118,6 +118,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Spec-driven autonomous software development: specs, tickets, agent runs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One schema name per vocabulary, however many fields use it.
+    "ENUM_NAME_OVERRIDES": {
+        "PhaseEnum": "tickets.models.Phase",
+        "BlockedReasonEnum": "tickets.models.BlockedReason",
+        "PriorityEnum": "tickets.models.Priority",
+        "TaskStatusEnum": "tickets.models.TaskStatus",
+        "GateStatusEnum": "tickets.models.GateStatus",
+        "ExecutorEnum": "tickets.models.Executor",
+    },
 }
 
 # --- Celery (the full configuration is in celeryconfig.py) ----------------------------------

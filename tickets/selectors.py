@@ -44,6 +44,7 @@ def ticket_list(*, user) -> QuerySet[Ticket]:
     queries: dependency ids prefetched, task counts annotated."""
     return (
         tickets_visible_to(user)
+        .select_related("user")
         .prefetch_related(
             Prefetch("dependency_links", queryset=TicketDependency.objects.only("ticket_id", "depends_on_id"))
         )

@@ -1,0 +1,14 @@
+"""Reads of the sandboxes app."""
+
+from django.db.models import QuerySet
+
+from sandboxes.models import SandboxEvent
+
+EVENTS_PAGE_LIMIT = 500
+
+
+def events_after(*, spec_id: int, after: int = 0, limit: int = EVENTS_PAGE_LIMIT) -> QuerySet[SandboxEvent]:
+    """A spec's events with a sequence above `after`, in sequence order, at most `limit`
+    (capped at 500): a client resumes its stream by passing the last sequence it saw."""
+    limit = max(1, min(int(limit), EVENTS_PAGE_LIMIT))
+    return SandboxEvent.objects.filter(spec_id=spec_id, sequence__gt=max(int(after), 0)).order_by("sequence")[:limit]

@@ -1,0 +1,207 @@
+import pytest
+from django.db import IntegrityError, transaction
+
+from sandboxes.git import GitError
+from sandboxes.models import Sandbox, SandboxEvent, SandboxStatus
+from sandboxes.providers import SandboxGone, SandboxUnavailable, get_sandbox_provider
+from sandboxes.providers.local import LocalSandboxProvider
+from sandboxes.services.sandbox import SandboxNotReady, sandbox_acquire, sandbox_release, sandbox_workspace
+from tests.factories import SpecFactory, TaskFactory
+from tests.sandboxes.conftest import git
+
+
+def test_the_configured_provider_is_local_by_default(settings):
+    settings.OMOI_SANDBOX_PROVIDER = "local"
+    assert isinstance(get_sandbox_provider(), LocalSandboxProvider)
+
+
+def test_daytona_without_a_key_is_a_clear_error(settings):
+    settings.DAYTONA_API_KEY = ""
+    with pytest.raises(SandboxUnavailable, match="Daytona is not configured: set DAYTONA_API_KEY"):
+        get_sandbox_provider("daytona")
+    settings.DAYTONA_API_KEY = "key"
+    with pytest.raises(SandboxUnavailable, match="not available in this version"):
+        get_sandbox_provider("daytona")
+    with pytest.raises(SandboxUnavailable, match="unknown OMOI_SANDBOX_PROVIDER 'docker'"):
+        get_sandbox_provider("docker")
+
+
+@pytest.mark.django_db
+def test_local_acquire_clones_on_a_new_branch_and_is_idempotent(git_repo, sandbox_root):
+    sandbox = Sandbox.objects.create(provider="local")
+    provider = LocalSandboxProvider()
+
+    workspace = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="omoi/task-1")
+    workspace.write_file("work.txt", "in progress\n")
+    again = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="omoi/task-1")
+
+    assert workspace.root == again.root == (sandbox_root / str(sandbox.pk)).resolve()
+    assert (again.root / "work.txt").read_text() == "in progress\n"
+    assert git("symbolic-ref", "--short", "HEAD", cwd=workspace.root).strip() == "omoi/task-1"
+    assert workspace.head_sha() == git("rev-parse", "main", cwd=git_repo).strip()
+    assert workspace.home == sandbox_root / f"{sandbox.pk}.home"
+    assert workspace.run_command("echo $HOME").stdout.strip() == str(workspace.home)
+    assert not (sandbox_root / f"{sandbox.pk}.partial").exists()
+
+
+@pytest.mark.django_db
+def test_local_acquire_from_a_remote_branch_and_read_only_checkout(git_repo, sandbox_root):
+    git("checkout", "--quiet", "-b", "omoi/spec-1", cwd=git_repo)
+    (git_repo / "SPEC.md").write_text("spec branch\n")
+    git("add", "-A", cwd=git_repo)
+    git("commit", "--quiet", "-m", "spec", cwd=git_repo)
+    spec_head = git("rev-parse", "HEAD", cwd=git_repo).strip()
+    git("checkout", "--quiet", "main", cwd=git_repo)
+    provider = LocalSandboxProvider()
+
+    task_ws = provider.acquire(
+        sandbox=Sandbox.objects.create(provider="local"),
+        repository=str(git_repo),
+        base_ref="omoi/spec-1",
+        branch="omoi/task-2",
+    )
+    planning_ws = provider.acquire(
+        sandbox=Sandbox.objects.create(provider="local"), repository=str(git_repo), base_ref="main", branch=None
+    )
+
+    assert task_ws.head_sha() == spec_head
+    assert (task_ws.root / "SPEC.md").exists()
+    assert planning_ws.head_sha() == git("rev-parse", "main", cwd=git_repo).strip()
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=planning_ws.root).strip() == "HEAD"
+
+
+@pytest.mark.django_db
+def test_attach_reopens_and_release_removes(git_repo, sandbox_root):
+    sandbox = Sandbox.objects.create(provider="local")
+    provider = LocalSandboxProvider()
+    workspace = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="b")
+    sandbox.workspace_path = str(workspace.root)
+
+    assert LocalSandboxProvider().attach(sandbox=sandbox).root == workspace.root
+    provider.release(sandbox=sandbox)
+    provider.release(sandbox=sandbox)
+
+    assert not workspace.root.exists()
+    assert not workspace.home.exists()
+    with pytest.raises(SandboxGone):
+        provider.attach(sandbox=sandbox)
+
+
+@pytest.mark.django_db
+def test_sandbox_acquire_is_idempotent_per_task_and_records_events(git_repo, sandbox_root):
+    spec = SpecFactory()
+    task = TaskFactory(ticket__project=spec.project)
+
+    sandbox, workspace = sandbox_acquire(
+        spec_id=spec.pk, task_id=task.pk, repository=str(git_repo), base_ref="main", branch="omoi/task-9"
+    )
+    workspace.write_file("wip.txt", "wip\n")
+    same, reopened = sandbox_acquire(
+        spec_id=spec.pk, task_id=task.pk, repository=str(git_repo), base_ref="main", branch="omoi/task-9"
+    )
+
+    assert same.pk == sandbox.pk
+    assert Sandbox.objects.filter(task=task).count() == 1
+    assert reopened.root == workspace.root
+    assert (reopened.root / "wip.txt").exists()
+    sandbox.refresh_from_db()
+    assert (sandbox.status, sandbox.provider, sandbox.branch, sandbox.base_branch) == (
+        SandboxStatus.READY,
+        "local",
+        "omoi/task-9",
+        "main",
+    )
+    assert sandbox.workspace_path == str(workspace.root)
+    assert sandbox.last_activity_at is not None
+    events = SandboxEvent.objects.filter(spec=spec)
+    assert [(e.type, e.sequence, e.task_id, e.sandbox_id) for e in events] == [
+        ("sandbox.acquired", 1, task.pk, sandbox.pk)
+    ]
+    assert events[0].payload == {
+        "sandbox": sandbox.pk,
+        "provider": "local",
+        "branch": "omoi/task-9",
+        "base_ref": "main",
+    }
+
+
+@pytest.mark.django_db
+def test_a_task_has_at_most_one_live_sandbox():
+    task = TaskFactory()
+    Sandbox.objects.create(provider="local", task=task, status=SandboxStatus.READY)
+    Sandbox.objects.create(provider="local", task=task, status=SandboxStatus.RELEASED)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Sandbox.objects.create(provider="local", task=task, status=SandboxStatus.CREATING)
+
+
+@pytest.mark.django_db
+def test_sandbox_workspace_reopens_and_touches_activity(git_repo, sandbox_root):
+    sandbox, workspace = sandbox_acquire(
+        spec_id=None, task_id=None, repository=str(git_repo), base_ref="main", branch=None
+    )
+    Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=None)
+
+    reopened = sandbox_workspace(sandbox_id=sandbox.pk)
+
+    assert reopened.root == workspace.root
+    assert Sandbox.objects.get(pk=sandbox.pk).last_activity_at is not None
+
+
+@pytest.mark.django_db
+def test_sandbox_release_is_idempotent(git_repo, sandbox_root):
+    spec = SpecFactory()
+    sandbox, workspace = sandbox_acquire(
+        spec_id=spec.pk, task_id=None, repository=str(git_repo), base_ref="main", branch="x"
+    )
+
+    sandbox_release(sandbox_id=sandbox.pk)
+    sandbox_release(sandbox_id=sandbox.pk)
+
+    sandbox.refresh_from_db()
+    assert sandbox.status == SandboxStatus.RELEASED
+    assert sandbox.released_at is not None
+    assert not workspace.root.exists()
+    assert list(SandboxEvent.objects.filter(spec=spec).values_list("type", flat=True)) == [
+        "sandbox.acquired",
+        "sandbox.released",
+    ]
+    with pytest.raises(SandboxNotReady, match="is released, not ready"):
+        sandbox_workspace(sandbox_id=sandbox.pk)
+
+
+@pytest.mark.django_db
+def test_a_failed_clone_marks_the_sandbox_failed_and_a_retry_gets_a_new_one(git_repo, sandbox_root, tmp_path):
+    spec = SpecFactory()
+    task = TaskFactory(ticket__project=spec.project)
+
+    with pytest.raises(GitError):
+        sandbox_acquire(
+            spec_id=spec.pk, task_id=task.pk, repository=str(tmp_path / "missing"), base_ref="main", branch="b"
+        )
+
+    failed = Sandbox.objects.get(task=task)
+    assert failed.status == SandboxStatus.FAILED
+    assert list(SandboxEvent.objects.filter(spec=spec).values_list("type", flat=True)) == ["sandbox.failed"]
+    assert not (sandbox_root / str(failed.pk)).exists()
+
+    sandbox, _ = sandbox_acquire(
+        spec_id=spec.pk, task_id=task.pk, repository=str(git_repo), base_ref="main", branch="b"
+    )
+    assert sandbox.pk != failed.pk
+    assert sandbox.status == SandboxStatus.READY
+
+
+@pytest.mark.django_db
+def test_a_ready_sandbox_whose_workspace_vanished_is_recreated(git_repo, sandbox_root):
+    task = TaskFactory()
+    sandbox, workspace = sandbox_acquire(
+        spec_id=None, task_id=task.pk, repository=str(git_repo), base_ref="main", branch="b"
+    )
+    workspace.remove()
+
+    same, again = sandbox_acquire(spec_id=None, task_id=task.pk, repository=str(git_repo), base_ref="main", branch="b")
+
+    assert same.pk == sandbox.pk
+    assert (again.root / ".git").is_dir()
+    assert git("symbolic-ref", "--short", "HEAD", cwd=again.root).strip() == "b"

@@ -18,12 +18,15 @@ class OptionalSlashRouter(SimpleRouter):
     """Every path answers with and without a trailing slash."""
 
     def __init__(self) -> None:
-        super().__init__(trailing_slash="/?")
+        super().__init__()
+        # SimpleRouter turns any truthy trailing_slash argument into "/", so set the pattern here.
+        self.trailing_slash = "/?"
 
 
 class OptionalSlashDefaultRouter(DefaultRouter):
     def __init__(self) -> None:
-        super().__init__(trailing_slash="/?")
+        super().__init__()
+        self.trailing_slash = "/?"
 
 
 class Conflict(APIException):

@@ -166,7 +166,7 @@ def spec_pull_request_open(*, spec_id: int) -> Spec:
     """Push the spec branch to the project's repository and, when the project names a GitHub
     repository, open the pull request. Runs its effects once per spec."""
     with transaction.atomic():
-        spec = Spec.objects.select_for_update().select_related("project").get(pk=spec_id)
+        spec = Spec.objects.select_for_update(of=("self",)).select_related("project").get(pk=spec_id)
         if spec.status != SpecStatus.COMPLETED:
             raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
         if spec.pull_request_url:

@@ -53,3 +53,70 @@ def write_script(tmp_path: Path, script: dict, name: str = "script.json") -> str
     path = tmp_path / name
     path.write_text(json.dumps(script))
     return str(path)
+
+
+def planned_spec(*, project, user, script: dict | None = None, approved: bool = True):
+    """A spec whose planning is complete, with the sample script's requirements and tasks, as
+    the planner would have written them (for tests of execution that do not replay planning)."""
+    from django.utils import timezone
+
+    from specs.models import (
+        Spec,
+        SpecAcceptanceCriterion,
+        SpecRequirement,
+        SpecTask,
+        SpecTaskDependency,
+        SpecTaskRequirement,
+    )
+
+    script = script or sample_script()
+    conversations = script["conversations"]
+    explore = conversations["explore"][-1]["input"]
+    design = conversations["design"][-1]["input"]
+    spec = Spec.objects.create(
+        project=project,
+        user=user,
+        title="Word statistics",
+        idea="Add word statistics",
+        status="planning_complete",
+        current_phase="sync",
+        phase_data={"explore": explore},
+        design=design,
+        require_approval=True,
+        approved_at=timezone.now() if approved else None,
+        approved_by=user if approved else None,
+    )
+    requirements = {}
+    for position, item in enumerate(conversations["requirements"][-1]["input"]["requirements"]):
+        requirement = SpecRequirement.objects.create(
+            spec=spec,
+            key=item["key"],
+            title=item["title"],
+            ears_type=item["ears_type"],
+            condition=item["condition"],
+            action=item["action"],
+            text=item["text"],
+            priority=item["priority"],
+            position=position,
+        )
+        for index, text in enumerate(item["acceptance_criteria"]):
+            SpecAcceptanceCriterion.objects.create(requirement=requirement, position=index, text=text)
+        requirements[item["key"]] = requirement
+    tasks = {}
+    for position, item in enumerate(conversations["tasks"][-1]["input"]["tasks"]):
+        tasks[item["key"]] = SpecTask.objects.create(
+            spec=spec,
+            key=item["key"],
+            title=item["title"],
+            description=item["description"],
+            phase=item["phase"],
+            priority=item["priority"],
+            files=item["files"],
+            acceptance_criteria=item["acceptance_criteria"],
+            position=position,
+        )
+        for key in item["requirements"]:
+            SpecTaskRequirement.objects.create(task=tasks[item["key"]], requirement=requirements[key])
+        for key in item["depends_on"]:
+            SpecTaskDependency.objects.create(task=tasks[item["key"]], depends_on=tasks[key])
+    return spec

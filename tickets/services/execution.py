@@ -114,7 +114,7 @@ def task_run_start(*, task_id: int) -> Task | None:
         task = Task.objects.select_for_update().filter(pk=task_id).first()
         if task is None or task.status != TaskStatus.PENDING:
             return None
-        ticket = Ticket.objects.select_for_update().select_related("spec_task").get(pk=task.ticket_id)
+        ticket = Ticket.objects.select_for_update(of=("self",)).select_related("spec_task").get(pk=task.ticket_id)
         if not task_is_runnable(task):
             return None
         if ticket.tasks.filter(status=TaskStatus.RUNNING).exists():
@@ -392,7 +392,9 @@ def _model_artifacts(finish_input: dict[str, Any]) -> list[dict[str, Any]]:
 
 def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) -> str:
     """The model called finish: the host runs the checks and decides."""
-    AgentRun.objects.filter(pk=run_id, status=AgentRunStatus.RUNNING).update(status=AgentRunStatus.VERIFYING)
+    AgentRun.objects.filter(pk=run_id, status=AgentRunStatus.RUNNING).update(
+        status=AgentRunStatus.VERIFYING, updated_at=timezone.now()
+    )
     run = AgentRun.objects.select_related("task__ticket__project", "task__ticket__spec", "task__ticket__spec_task").get(
         pk=run_id
     )
@@ -481,7 +483,9 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
         if _pending_finish(locked) is None:
             return "stale"
         attempts = locked.verifications + 1
-        AgentRun.objects.filter(pk=run.pk).update(verifications=F("verifications") + 1, status=AgentRunStatus.RUNNING)
+        AgentRun.objects.filter(pk=run.pk).update(
+            verifications=F("verifications") + 1, status=AgentRunStatus.RUNNING, updated_at=timezone.now()
+        )
         report = (
             f"The host ran `{command}`: exit code {test_results['exit_code']}, {test_results['passed']} passed, "
             f"{test_results['failed']} failed{' (timed out)' if test_results['timed_out'] else ''}."
@@ -537,7 +541,7 @@ def task_give_up(
     """A task that cannot succeed: it fails with its evidence, its ticket is BLOCKED with the typed
     reason, and `ticket_blocked` tells the planning side that this work has ended."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().select_related("ticket").get(pk=task_id)
+        task = Task.objects.select_for_update(of=("self",)).select_related("ticket").get(pk=task_id)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
             return
         for artifact in evidence or []:

@@ -58,4 +58,6 @@ task_routes = {
     "*.tasks.event_*": {"queue": "events"},
 }
 
-beat_schedule: dict = {}
+beat_schedule: dict = {
+    "specs-planning-sweep": {"task": "specs.tasks.planning_sweep_task", "schedule": 60.0},
+}

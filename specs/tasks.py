@@ -5,9 +5,15 @@ change specs. Planning phase tasks are named `specs.tasks.planning_*` and routed
 queue; the others run on the default queue.
 """
 
+import logging
+
 from celery import shared_task
 
+from specs.services.bridge import SpecNotExecutable, spec_execute
 from specs.services.completion import spec_completion_check, spec_execution_failed, spec_pull_request_open
+from specs.services.planning import planning_phase_run, planning_sweep
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="specs.tasks.spec_completion_task", acks_late=True)
@@ -31,3 +37,28 @@ def spec_pull_request_task(spec_id: int) -> None:
 @shared_task(name="specs.tasks.spec_execution_failed_task", acks_late=True)
 def spec_execution_failed_task(spec_id: int, ticket_id: int, reason: str, message: str) -> None:
     spec_execution_failed(spec_id=spec_id, ticket_id=ticket_id, reason=reason, message=message)
+
+
+# --- Planning ----------------------------------------------------------------------------------
+
+
+@shared_task(name="specs.tasks.planning_phase_task", acks_late=True)
+def planning_phase_task(spec_id: int, phase: str) -> str:
+    """Run one planning phase; it ends by enqueueing the next one (through spec_transition)."""
+    return planning_phase_run(spec_id=spec_id, phase=phase)
+
+
+@shared_task(name="specs.tasks.planning_sweep_task", acks_late=True)
+def planning_sweep_task() -> list[int]:
+    """Beat: re-enqueue planning phases that show no sign of life (see planning_sweep)."""
+    return planning_sweep()
+
+
+@shared_task(name="specs.tasks.spec_execute_task", acks_late=True)
+def spec_execute_task(spec_id: int, actor: str = "system") -> None:
+    """The spec was approved (explicitly, or implicitly without require_approval): run the bridge
+    from its SpecTasks to tickets. Idempotent; a spec that is not executable is left alone."""
+    try:
+        spec_execute(spec_id=spec_id, actor=actor)
+    except SpecNotExecutable as exc:
+        logger.info("spec %s not executed: %s", spec_id, exc)

@@ -103,8 +103,9 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-8000:] if self.log_path.exists() else ""
+    def log(self, tail: int | None = 8000) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-tail:] if tail else text
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.25, message: str = "condition", worker=None):

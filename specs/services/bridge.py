@@ -40,7 +40,7 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
     repository.spec_repo_prepare(spec=spec, branch=branch)
 
     with transaction.atomic():
-        spec = Spec.objects.select_for_update(of=("self",)).select_related("project").get(pk=spec_id)
+        spec = Spec.objects.select_for_update(no_key=True, of=("self",)).select_related("project").get(pk=spec_id)
         if spec.status in (SpecStatus.EXECUTING, SpecStatus.COMPLETED):
             return spec
         _check_executable(spec)

@@ -82,7 +82,7 @@ def spec_completion_check(*, spec_id: int) -> Spec:
     """Update an executing spec's progress; when every ticket is DONE, complete it and enqueue the
     pull request step."""
     with transaction.atomic():
-        spec = Spec.objects.select_for_update().get(pk=spec_id)
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
         if spec.status != SpecStatus.EXECUTING:
             return spec
         counts = Ticket.objects.filter(spec=spec).aggregate(
@@ -120,7 +120,7 @@ def spec_execution_failed(*, spec_id: int, ticket_id: int, reason: str, message:
     """A ticket's work ended without success: the spec does not stay `executing`; it fails with
     the reason, and a retry can resume it."""
     with transaction.atomic():
-        spec = Spec.objects.select_for_update().get(pk=spec_id)
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
         if spec.status != SpecStatus.EXECUTING:
             return spec
         ticket = Ticket.objects.select_related("spec_task").get(pk=ticket_id)
@@ -166,7 +166,7 @@ def spec_pull_request_open(*, spec_id: int) -> Spec:
     """Push the spec branch to the project's repository and, when the project names a GitHub
     repository, open the pull request. Runs its effects once per spec."""
     with transaction.atomic():
-        spec = Spec.objects.select_for_update(of=("self",)).select_related("project").get(pk=spec_id)
+        spec = Spec.objects.select_for_update(no_key=True, of=("self",)).select_related("project").get(pk=spec_id)
         if spec.status != SpecStatus.COMPLETED:
             raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
         if spec.pull_request_url:

@@ -111,10 +111,14 @@ def task_run_start(*, task_id: int) -> Task | None:
     """Start a runnable task: pending → running, then its run or host step is enqueued. A ticket
     runs one task at a time, in template order, because its tasks share one branch."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        task = Task.objects.select_for_update(no_key=True).filter(pk=task_id).first()
         if task is None or task.status != TaskStatus.PENDING:
             return None
-        ticket = Ticket.objects.select_for_update(of=("self",)).select_related("spec_task").get(pk=task.ticket_id)
+        ticket = (
+            Ticket.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("spec_task")
+            .get(pk=task.ticket_id)
+        )
         if not task_is_runnable(task):
             return None
         if ticket.tasks.filter(status=TaskStatus.RUNNING).exists():
@@ -228,7 +232,7 @@ def agent_run_begin(*, task_id: int) -> AgentRun | None:
         )
         return None
     with transaction.atomic():
-        Task.objects.select_for_update().get(pk=task.pk)
+        Task.objects.select_for_update(no_key=True).get(pk=task.pk)
         run = _active_run(task)
         if run is None:
             run = agent_run_start(
@@ -441,7 +445,7 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
             ticket=ticket, workspace_root=workspace.root, workspace_branch=repository.ticket_branch_name(ticket)
         )
         with transaction.atomic():
-            current = Task.objects.select_for_update().get(pk=task.pk)
+            current = Task.objects.select_for_update(no_key=True).get(pk=task.pk)
             if current.status != TaskStatus.RUNNING:
                 return "stale"
             agent_run_reply(
@@ -479,7 +483,7 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
         sandbox_release(sandbox_id=run.sandbox_id)
         return "verified"
     with transaction.atomic():
-        locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+        locked = AgentRun.objects.select_for_update(no_key=True).get(pk=run.pk)
         if _pending_finish(locked) is None:
             return "stale"
         attempts = locked.verifications + 1
@@ -541,7 +545,7 @@ def task_give_up(
     """A task that cannot succeed: it fails with its evidence, its ticket is BLOCKED with the typed
     reason, and `ticket_blocked` tells the planning side that this work has ended."""
     with transaction.atomic():
-        task = Task.objects.select_for_update(of=("self",)).select_related("ticket").get(pk=task_id)
+        task = Task.objects.select_for_update(no_key=True, of=("self",)).select_related("ticket").get(pk=task_id)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
             return
         for artifact in evidence or []:
@@ -624,7 +628,7 @@ def host_step_run(*, task_id: int) -> str:
     if mode == "planned":
         document = planned_document(task)
         with transaction.atomic():
-            if Task.objects.select_for_update().get(pk=task.pk).status != TaskStatus.RUNNING:
+            if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
                 return "stale"
             task_complete(
                 task_id=task.pk,
@@ -667,7 +671,7 @@ def _host_tests(task: Task) -> str:
         )
         return "failed"
     with transaction.atomic():
-        if Task.objects.select_for_update().get(pk=task.pk).status != TaskStatus.RUNNING:
+        if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
             return "stale"
         event_record(
             type="task.verified",
@@ -692,8 +696,8 @@ def _host_merge(task: Task) -> str:
     with transaction.atomic():
         # One merge at a time per spec: the project row is the database-wide lock, the host
         # clone's file lock (inside ticket_work_merge) the lock for this machine's git.
-        type(ticket.project).objects.select_for_update().get(pk=ticket.project_id)
-        if Task.objects.select_for_update().get(pk=task.pk).status != TaskStatus.RUNNING:
+        type(ticket.project).objects.select_for_update(no_key=True).get(pk=ticket.project_id)
+        if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
             return "stale"
         result = repository.ticket_work_merge(ticket=ticket, message=f"Merge {label}: {ticket.title}")
         base = repository.base_branch_for(ticket)

@@ -4,7 +4,9 @@ Every path is resolved, symlinks included, and must land inside the root; writes
 are refused. A violation raises `PathRefused`, which the tool layer turns into a refusal the
 model sees and an event the operator sees. Commands run under `bash -c` in the root with an
 environment built from scratch (none of the server's variables, so none of its secrets), in a
-session of their own so a timeout kills every process they started, and under resource limits.
+session of their own so a timeout kills every process they started, under resource limits, and,
+where the machine allows it (`unshare`), in a PID namespace of their own, which hides the host's
+processes (and their /proc/<pid>/environ) and takes down every process the command left behind.
 
 The host-side git helpers (`head_sha`, `commit_all`, `changed_files`, `diff_stat`) run git with
 hooks disabled and without the server's environment, because the agent may have changed `.git`.
@@ -107,6 +109,38 @@ def default_path_dirs() -> list[str]:
 
 
 _protected = False
+_isolation_probe: dict[str, list[str]] = {}
+
+# Ways to run a command in its own PID namespace, most preferred first: as root, then through an
+# unprivileged user namespace. The namespace hides the host's processes (and their environments)
+# from the command, and when its first process dies the kernel kills every process in it.
+ISOLATION_OPTIONS = [
+    ["--pid", "--fork", "--mount-proc", "--kill-child"],
+    ["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"],
+]
+
+
+def isolation_prefix() -> list[str]:
+    """The command prefix that runs a command in a PID namespace here, or [] when this machine
+    cannot (then commands run as plain child processes). settings.OMOI_SANDBOX_PID_NAMESPACE:
+    "auto" (default: use it when it works), "off"."""
+    mode = str(getattr(settings, "OMOI_SANDBOX_PID_NAMESPACE", "auto")).lower()
+    if mode in ("off", "0", "false", "no"):
+        return []
+    if "prefix" not in _isolation_probe:
+        _isolation_probe["prefix"] = []
+        unshare = shutil.which("unshare", path=":".join(SYSTEM_PATH_DIRS))
+        for options in ISOLATION_OPTIONS if unshare and sys.platform.startswith("linux") else []:
+            try:
+                probe = subprocess.run(
+                    [unshare, *options, "/bin/true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env={}
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if probe.returncode == 0:
+                _isolation_probe["prefix"] = [unshare, *options]
+                break
+    return list(_isolation_probe["prefix"])
 
 
 def protect_host_process() -> None:
@@ -448,8 +482,12 @@ class Workspace:
         protect_host_process()
         cpu_seconds = int(timeout) + CPU_SECONDS_BEYOND_TIMEOUT
         started = time.monotonic()
+        # In a PID namespace a small shell is its first process (init), so that bash keeps normal
+        # signal behaviour and the command's exit code comes back through it.
+        prefix = isolation_prefix()
+        argv = [*prefix, "/bin/sh", "-c", 'bash -c "$1"; exit $?', "sh", command] if prefix else ["bash", "-c", command]
         process = subprocess.Popen(
-            ["bash", "-c", command],
+            argv,
             cwd=str(self.root),
             env=self.command_env(),
             stdin=subprocess.DEVNULL,

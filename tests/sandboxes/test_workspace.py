@@ -1,6 +1,7 @@
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,33 @@ SECRETS = {
 }
 
 
-def alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+def running(argv: list[str]) -> list[int]:
+    """Host pids of live (not zombie) processes with exactly this command line."""
+    wanted = "\x00".join(argv) + "\x00"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "cmdline").read_text() != wanted:
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_until_gone(argv: list[str], seconds: float = 5) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while running(argv) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running(argv)
+
+
+def unique_sleep() -> list[str]:
+    return ["sleep", f"60.{uuid.uuid4().int % 10**9}"]
 
 
 # --- confinement --------------------------------------------------------------------------
@@ -232,30 +253,42 @@ def test_ordinary_commands_are_not_refused(command):
 
 
 def test_a_timeout_kills_the_whole_process_group(workspace):
+    background, subshell, foreground = unique_sleep(), unique_sleep(), unique_sleep()
     started = time.monotonic()
 
-    result = workspace.run_command("sleep 60 & echo $! > bg.pid; (sleep 60; echo late) & sleep 60", timeout_s=1)
+    result = workspace.run_command(
+        f"{' '.join(background)} & ({' '.join(subshell)}; echo late) & {' '.join(foreground)}", timeout_s=1
+    )
 
     assert result.timed_out is True
     assert result.exit_code == -9
     assert time.monotonic() - started < 10
-    background = int((workspace.root / "bg.pid").read_text())
-    deadline = time.monotonic() + 5
-    while alive(background) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(background)
     assert "late" not in result.stdout
+    assert wait_until_gone(background) == []
+    assert wait_until_gone(subshell) == []
+    assert wait_until_gone(foreground) == []
 
 
 def test_background_processes_do_not_outlive_a_finished_command(workspace):
-    result = workspace.run_command("sleep 60 & echo $! > bg.pid; echo done")
+    background = unique_sleep()
 
-    background = int((workspace.root / "bg.pid").read_text())
+    result = workspace.run_command(f"{' '.join(background)} & echo done")
+
     assert (result.exit_code, result.stdout, result.timed_out) == (0, "done\n", False)
-    deadline = time.monotonic() + 5
-    while alive(background) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(background)
+    assert wait_until_gone(background) == []
+
+
+def test_commands_cannot_read_the_host_processes_environment(workspace):
+    """/proc/<pid>/environ holds a process's environment as it started: the test process's own
+    starts with OMOI_DATA_DIR (and, in production, the worker's with ANTHROPIC_API_KEY)."""
+    host_entries = {entry for entry in Path("/proc/self/environ").read_bytes().split(b"\x00") if entry}
+    host_only = host_entries - {f"{k}={v}".encode() for k, v in workspace.command_env().items()}
+    assert any(entry.startswith(b"OMOI_DATA_DIR=") for entry in host_only)
+
+    result = workspace.run_command(f"cat /proc/{os.getpid()}/environ; cat /proc/$PPID/environ; true")
+
+    assert result.exit_code == 0
+    assert not [entry for entry in result.stdout.encode().split(b"\x00") if entry in host_only]
 
 
 def test_commands_run_under_resource_limits(workspace):

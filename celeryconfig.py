@@ -59,5 +59,13 @@ task_routes = {
 }
 
 beat_schedule: dict = {
-    "specs-planning-sweep": {"task": "specs.tasks.planning_sweep_task", "schedule": 60.0},
+    "specs-planning-sweep": {"task": "specs.tasks.planning_sweep_task", "schedule": settings.OMOI_SWEEP_INTERVAL_S},
+    "tickets-execution-sweep": {
+        "task": "tickets.tasks.agent_execution_sweep_task",
+        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
+    },
+    "specs-completion-sweep": {
+        "task": "specs.tasks.spec_completion_sweep_task",
+        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
+    },
 }

@@ -152,6 +152,8 @@ OMOI_TASK_MAX_TURNS = env.int("OMOI_TASK_MAX_TURNS", default=40)
 OMOI_TASK_MAX_SECONDS = env.int("OMOI_TASK_MAX_SECONDS", default=3600)
 OMOI_TASK_MAX_VERIFICATIONS = env.int("OMOI_TASK_MAX_VERIFICATIONS", default=3)
 OMOI_EXECUTION_STUCK_AFTER_S = env.int("OMOI_EXECUTION_STUCK_AFTER_S", default=900)
+# How often beat runs the sweepers that re-enqueue work whose message was lost.
+OMOI_SWEEP_INTERVAL_S = env.float("OMOI_SWEEP_INTERVAL_S", default=60.0)
 
 # --- Sandboxes ------------------------------------------------------------------------------
 OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")

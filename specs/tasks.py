@@ -10,7 +10,12 @@ import logging
 from celery import shared_task
 
 from specs.services.bridge import SpecNotExecutable, spec_execute
-from specs.services.completion import spec_completion_check, spec_execution_failed, spec_pull_request_open
+from specs.services.completion import (
+    completion_sweep,
+    spec_completion_check,
+    spec_execution_failed,
+    spec_pull_request_open,
+)
 from specs.services.planning import planning_phase_run, planning_sweep
 
 logger = logging.getLogger(__name__)
@@ -32,6 +37,11 @@ def spec_completion_task(spec_id: int) -> None:
 def spec_pull_request_task(spec_id: int) -> None:
     """Push the spec branch and open the pull request, once."""
     spec_pull_request_open(spec_id=spec_id)
+
+
+@shared_task(name="specs.tasks.spec_completion_sweep_task", acks_late=True)
+def spec_completion_sweep_task() -> dict:
+    return completion_sweep()
 
 
 @shared_task(name="specs.tasks.spec_execution_failed_task", acks_late=True)

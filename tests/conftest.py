@@ -49,8 +49,10 @@ def start_worker(transactional_db, tmp_path):
     workers: list[WorkerProcess] = []
     purge_broker()
 
-    def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> WorkerProcess:
-        worker = WorkerProcess(env=env, concurrency=concurrency, log_path=tmp_path / f"worker-{len(workers)}.log")
+    def start(*, env: dict[str, str] | None = None, concurrency: int = 2, beat: bool = False) -> WorkerProcess:
+        worker = WorkerProcess(
+            env=env, concurrency=concurrency, beat=beat, log_path=tmp_path / f"worker-{len(workers)}.log"
+        )
         workers.append(worker)
         return worker.start()
 

@@ -43,9 +43,12 @@ def purge_broker() -> None:
 
 
 class WorkerProcess:
-    def __init__(self, *, env: dict[str, str] | None = None, concurrency: int = 2, log_path: Path) -> None:
+    def __init__(
+        self, *, env: dict[str, str] | None = None, concurrency: int = 2, log_path: Path, beat: bool = False
+    ) -> None:
         self.extra_env = env or {}
         self.concurrency = concurrency
+        self.beat = beat
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 

@@ -10,11 +10,12 @@ for an existing pull request from the branch first, so a retry never opens a sec
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from omoi.github import GitHubClient
@@ -196,3 +197,29 @@ def spec_pull_request_open(*, spec_id: int) -> Spec:
                 spec_id=spec.pk,
             )
     return spec
+
+
+def completion_sweep(*, stuck_after_s: int | None = None) -> dict[str, int]:
+    """Re-enqueue completion work whose message was lost: executing specs whose tickets are all
+    DONE, and completed specs whose pull request step has not run (or failed) for a while."""
+    from specs.tasks import spec_completion_task, spec_pull_request_task
+
+    stuck_after_s = settings.OMOI_EXECUTION_STUCK_AFTER_S if stuck_after_s is None else stuck_after_s
+    cutoff = timezone.now() - timedelta(seconds=stuck_after_s)
+    finished = (
+        Spec.objects.filter(status=SpecStatus.EXECUTING, updated_at__lt=cutoff)
+        .annotate(total=Count("tickets"), done=Count("tickets", filter=Q(tickets__phase=Phase.DONE)))
+        .filter(total__gt=0, total=F("done"))
+        .values_list("pk", flat=True)
+    )
+    counts = {"completions": 0, "pull_requests": 0}
+    for spec_id in finished:
+        spec_completion_task.delay(spec_id)
+        counts["completions"] += 1
+    waiting = Spec.objects.filter(
+        status=SpecStatus.COMPLETED, pull_request_url="", completed_at__lt=cutoff, project__github_repo__gt=""
+    ).values_list("pk", flat=True)
+    for spec_id in waiting:
+        spec_pull_request_task.delay(spec_id)
+        counts["pull_requests"] += 1
+    return counts

@@ -88,8 +88,9 @@ def unfinished_dependencies(ticket: Ticket) -> list[Ticket]:
 
 
 def task_blockers(task: Task) -> list[str]:
-    """Why `task` may not run now (empty when it may): the readable counterpart of runnable_tasks."""
-    ticket = task.ticket
+    """Why `task` may not run now (empty when it may): the readable counterpart of runnable_tasks.
+    The ticket is read afresh, so a task instance loaded before its ticket moved is judged rightly."""
+    ticket = Ticket.objects.get(pk=task.ticket_id)
     reasons: list[str] = []
     if task.status != TaskStatus.PENDING:
         reasons.append(f"task #{task.pk} is {task.status}, not pending")

@@ -92,8 +92,15 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             return selectors.ticket_list(user=self.request.user)
         return selectors.tickets_visible_to(self.request.user)
 
-    def _rendered(self, ticket_id: int) -> dict:
-        return TicketSerializer(selectors.ticket_list(user=self.request.user).get(pk=ticket_id)).data
+    def filter_queryset(self, queryset):
+        # The list filters (?phase=, ?project=) pick tickets; on a ticket's own actions a query
+        # parameter means something else (GET .../artifacts?phase=) and must not hide the ticket.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    def _annotated(self, ticket_id: int) -> Ticket:
+        return selectors.ticket_list(user=self.request.user).get(pk=ticket_id)
 
     @extend_schema(request=TicketCreateSerializer, responses={201: TicketSerializer})
     def create(self, request: Request, *args, **kwargs) -> Response:
@@ -112,7 +119,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             )
         except InvalidDependency as error:
             raise ValidationError({"dependencies": [str(error)]}) from error
-        return Response(self._rendered(ticket.pk), status=status.HTTP_201_CREATED)
+        return Response(TicketSerializer(self._annotated(ticket.pk)).data, status=status.HTTP_201_CREATED)
 
     def _move(self, request: Request, ticket: Ticket, move) -> Response:
         before = ticket.phase
@@ -127,7 +134,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             "transitioned": moved.phase != before,
             "transitioned_at": moved.updated_at,
             "transitioned_by": actor_of(request),
-            "ticket": self._rendered(moved.pk),
+            "ticket": self._annotated(moved.pk),
         }
         return Response(TransitionResultSerializer(body).data)
 
@@ -272,6 +279,11 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.task_list(user=self.request.user)
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
 
     @extend_schema(request=None, responses={200: TaskSerializer})
     @action(detail=True, methods=["post"])

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from tickets.services.context import ticket_context_summarize
-from tickets.services.transitions import SYSTEM_ACTOR, ticket_progress
+from tickets.services.transitions import SYSTEM_ACTOR, ticket_progress, ticket_progress_sweep
 
 
 @shared_task(name="tickets.tasks.ticket_progress_task", acks_late=True)
@@ -11,6 +11,12 @@ def ticket_progress_task(ticket_id: int, phase: str) -> None:
     """A phase's work is over: judge its gate and move the ticket on (or block it). Idempotent: a
     no-op once the ticket has left `phase`."""
     ticket_progress(ticket_id=ticket_id, phase=phase, actor=SYSTEM_ACTOR)
+
+
+@shared_task(name="tickets.tasks.ticket_progress_sweep_task", acks_late=True)
+def ticket_progress_sweep_task() -> list[int]:
+    """Beat: re-enqueue progression that a lost message left undone."""
+    return ticket_progress_sweep()
 
 
 @shared_task(name="tickets.tasks.ticket_context_summarize_task", acks_late=True)

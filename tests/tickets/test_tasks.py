@@ -33,6 +33,7 @@ from tickets.services import (
     tasks_generate,
     ticket_create,
     ticket_dependency_add,
+    ticket_progress_sweep,
     ticket_start,
     ticket_transition,
 )
@@ -375,3 +376,17 @@ def test_passing_tests_fixture_is_what_the_gate_wants(ticket_in):
     ticket = ticket_in(Phase.TESTING)
     satisfy_gate(ticket, Phase.TESTING)
     assert PhaseGateArtifact.objects.get().content == PASSING_TESTS
+
+
+def test_the_sweep_finds_a_ticket_whose_progression_was_lost(ticket_in):
+    finished = ticket_in(Phase.DESIGN)
+    TaskFactory(ticket=finished, task_type="create_design", status=TaskStatus.COMPLETED)
+    working = ticket_in(Phase.DESIGN)
+    TaskFactory(ticket=working, task_type="create_design", status=TaskStatus.RUNNING)
+    no_tasks = ticket_in(Phase.DESIGN)
+    done = ticket_in(Phase.DONE)
+    TaskFactory(ticket=done, phase=Phase.DONE, status=TaskStatus.COMPLETED)
+
+    assert ticket_progress_sweep(stuck_after_s=3600) == []  # finished just now: its message may be on its way
+    assert ticket_progress_sweep(stuck_after_s=0) == [finished.pk]
+    assert no_tasks.pk not in ticket_progress_sweep(stuck_after_s=0)

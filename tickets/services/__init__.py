@@ -27,6 +27,7 @@ from tickets.services.tickets import project_create, ticket_create, ticket_depen
 from tickets.services.transitions import (
     ticket_block,
     ticket_progress,
+    ticket_progress_sweep,
     ticket_start,
     ticket_transition,
     ticket_unblock,
@@ -55,6 +56,7 @@ __all__ = [
     "ticket_create",
     "ticket_dependency_add",
     "ticket_progress",
+    "ticket_progress_sweep",
     "ticket_start",
     "ticket_transition",
     "ticket_unblock",

@@ -8,13 +8,18 @@ PhaseGateResult stored, in a transaction of its own, so the refusal is on record
 of the move is. A passing gate's result is stored inside the move's transaction.
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from sandboxes.services.events import event_record
 from tickets.errors import GateBlocked, InvalidTransition
 from tickets.gates import GateOutcome, gate_check
-from tickets.models import BlockedReason, Phase, PhaseGateArtifact, PhaseHistory, TaskStatus, Ticket
-from tickets.selectors import open_tasks_exist
+from tickets.models import BlockedReason, Phase, PhaseGateArtifact, PhaseHistory, Task, TaskStatus, Ticket
+from tickets.selectors import OPEN_TASK_STATUSES, open_tasks_exist
 from tickets.services.context import context_aggregate
 from tickets.services.gates import gate_result_store
 from tickets.services.tasks import _tasks_create, tasks_dispatch_runnable, tasks_reopen
@@ -231,3 +236,26 @@ def ticket_progress(*, ticket_id: int, phase: Phase | str, actor: str = SYSTEM_A
         blocked_reason=BlockedReason.FAILING_CHECKS,
         blocked_message="; ".join(outcome.reasons),
     )
+
+
+def ticket_progress_sweep(*, stuck_after_s: int | None = None, limit: int = 200) -> list[int]:
+    """Re-enqueue progression for tickets whose phase's work has been over for a while but which
+    are still in that phase: the progression message was lost (a worker killed between commit and
+    publish). Progression is idempotent, so re-enqueuing costs at most a no-op. Returns the ids."""
+    from tickets.tasks import ticket_progress_task
+
+    if stuck_after_s is None:
+        stuck_after_s = settings.OMOI_EXECUTION_STUCK_AFTER_S
+    cutoff = timezone.now() - timedelta(seconds=stuck_after_s)
+    phase_tasks = Task.objects.filter(ticket_id=OuterRef("pk"), phase=OuterRef("phase"))
+    stuck = list(
+        Ticket.objects.filter(phase__in=WORKING_PHASES)
+        .filter(Exists(phase_tasks))
+        .exclude(Exists(phase_tasks.filter(status__in=OPEN_TASK_STATUSES)))
+        .exclude(Exists(phase_tasks.filter(updated_at__gte=cutoff)))
+        .order_by("id")
+        .values_list("pk", "phase")[:limit]
+    )
+    for ticket_id, phase in stuck:
+        ticket_progress_task.delay(ticket_id, phase)
+    return [ticket_id for ticket_id, _ in stuck]

@@ -64,6 +64,10 @@ beat_schedule: dict = {
         "task": "tickets.tasks.agent_execution_sweep_task",
         "schedule": settings.OMOI_SWEEP_INTERVAL_S,
     },
+    "tickets-progress-sweep": {
+        "task": "tickets.tasks.ticket_progress_sweep_task",
+        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
+    },
     "specs-completion-sweep": {
         "task": "specs.tasks.spec_completion_sweep_task",
         "schedule": settings.OMOI_SWEEP_INTERVAL_S,

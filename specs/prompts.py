@@ -56,7 +56,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def requirements_for_prompt(spec: Spec) -> list[dict[str, Any]]:
+def requirement_dicts(spec: Spec) -> list[dict[str, Any]]:
+    """The spec's requirement rows in the shape of the REQUIREMENTS output (two queries)."""
     requirements = SpecRequirement.objects.filter(spec=spec).prefetch_related("criteria").order_by("position", "id")
     return [
         {
@@ -64,6 +65,8 @@ def requirements_for_prompt(spec: Spec) -> list[dict[str, Any]]:
             "title": requirement.title,
             "ears_type": requirement.ears_type,
             "text": requirement.text,
+            "condition": requirement.condition,
+            "action": requirement.action,
             "priority": requirement.priority,
             "acceptance_criteria": [criterion.text for criterion in requirement.criteria.all()],
         }
@@ -81,7 +84,7 @@ def first_message(spec: Spec, phase: str) -> str:
     if phase != SpecPhase.EXPLORE and spec.phase_data.get(SpecPhase.EXPLORE):
         parts.append("What exploration found:\n" + _json(spec.phase_data[SpecPhase.EXPLORE]))
     if phase in (SpecPhase.DESIGN, SpecPhase.TASKS):
-        parts.append("The requirements:\n" + _json(requirements_for_prompt(spec)))
+        parts.append("The requirements:\n" + _json(requirement_dicts(spec)))
     if phase == SpecPhase.TASKS and spec.design:
         parts.append("The design:\n" + _json(spec.design))
     parts.append(f"Now carry out the {phase.upper()} phase and call {SUBMIT_TOOL_NAMES[phase]}.")

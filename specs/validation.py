@@ -70,7 +70,7 @@ def ears_problem(*, key: str, ears_type: str, text: str) -> str | None:
             match = None
     if match:
         return None
-    article = "an" if ears_type[0] in "aeiou" else "a"
+    article = "an" if ears_type in ("event", "unwanted", "optional") else "a"
     return f'{key}: {article} {ears_type} requirement must read "{EARS_SHAPES[ears_type]}"; got {_quote(text)}'
 
 

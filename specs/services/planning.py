@@ -501,13 +501,13 @@ def _sync_phase(*, spec_id: int, token: str) -> str:
             return "lost"
         requirements = (spec.phase_data.get(SpecPhase.REQUIREMENTS) or {}).get("requirements")
         tasks = (spec.phase_data.get(SpecPhase.TASKS) or {}).get("tasks")
-        if not requirements or not tasks:
-            missing = "requirements" if not requirements else "tasks"
-            _phase_fail(
-                spec_id=spec.pk, phase=SpecPhase.SYNC, token=token, error=f"there is no {missing} output to sync"
-            )
+        if not tasks:
+            _phase_fail(spec_id=spec.pk, phase=SpecPhase.SYNC, token=token, error="there is no tasks output to sync")
             return "failed"
-        requirement_counts = sync.requirements_reconcile(spec=spec, requirements=requirements)
+        # Requirement rows are the truth once written (edits go to both); phase_data mirrors them.
+        requirement_counts = (
+            sync.requirements_reconcile(spec=spec, requirements=requirements) if requirements else sync.SyncCounts()
+        )
         task_counts = sync.tasks_reconcile(spec=spec, tasks=tasks)
         counts = sync.spec_counts(spec=spec)
         attempt = int(spec.phase_attempts.get(SpecPhase.SYNC, 0)) + 1

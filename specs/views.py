@@ -1,0 +1,172 @@
+"""The planning REST API. Views check visibility (another user's spec or project is a 404),
+validate with serializers and call one service; a control the spec's state forbids is a 409 with
+the reason."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from omoi.api import Conflict
+from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
+from specs import selectors
+from specs.models import Spec, SpecRequirement
+from specs.serializers import (
+    EventSerializer,
+    RequirementSerializer,
+    RequirementUpdateSerializer,
+    SpecLaunchSerializer,
+    SpecListSerializer,
+    SpecSerializer,
+    TranscriptSerializer,
+)
+from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_launch, spec_replan, spec_retry
+from specs.services.requirements import RequirementInvalid, spec_requirement_update
+from tickets.selectors import projects_visible_to
+
+EventsPage = inline_serializer(
+    name="SpecEventsPage",
+    fields={"results": EventSerializer(many=True), "last_sequence": serializers.IntegerField()},
+)
+TranscriptsPage = inline_serializer(name="SpecTranscripts", fields={"results": TranscriptSerializer(many=True)})
+
+
+def _non_negative_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]}) from None
+    if value < 0:
+        raise ValidationError({name: ["must be 0 or more"]})
+    return value
+
+
+class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Specs of your projects: their requirements, criteria and tasks, and the controls of their
+    planning (launch, approve, retry, cancel, replan, requirement edits)."""
+
+    filterset_fields = ["project", "status"]
+
+    def get_queryset(self):
+        if self.action == "list":
+            return selectors.spec_list(user=self.request.user)
+        if self.action == "retrieve":
+            return selectors.spec_detail(user=self.request.user)
+        return selectors.specs_visible_to(self.request.user)
+
+    def get_serializer_class(self):
+        return SpecListSerializer if self.action == "list" else SpecSerializer
+
+    def _render(self, spec: Spec, code: int = status.HTTP_200_OK) -> Response:
+        spec = selectors.spec_detail(user=self.request.user).get(pk=spec.pk)
+        return Response(SpecSerializer(spec, context=self.get_serializer_context()).data, status=code)
+
+    def _control(self, service, request: Request) -> Response:
+        spec = self.get_object()
+        try:
+            spec = service(spec_id=spec.pk, user=request.user)
+        except SpecConflict as error:
+            raise Conflict(error.reason, extra={"status": spec.status, "current_phase": spec.current_phase}) from error
+        return self._render(spec)
+
+    @extend_schema(request=SpecLaunchSerializer, responses={201: SpecSerializer})
+    @action(detail=False, methods=["post"])
+    def launch(self, request: Request) -> Response:
+        """Create a spec for an idea on one of your projects and start planning it."""
+        serializer = SpecLaunchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        project = projects_visible_to(request.user).filter(pk=data["project"]).first()
+        if project is None:
+            raise NotFound(f"project {data['project']} not found")
+        if not data["idea"].strip():
+            raise ValidationError({"idea": ["the idea is empty"]})
+        spec = spec_launch(
+            project_id=project.pk,
+            user=request.user,
+            idea=data["idea"],
+            title=data["title"],
+            require_approval=data["require_approval"],
+        )
+        return self._render(spec, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk=None) -> Response:
+        """Approve a planned spec (only from planning_complete): its tasks become tickets."""
+        return self._control(spec_approve, request)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk=None) -> Response:
+        """Resume a failed spec at the phase that failed."""
+        return self._control(spec_retry, request)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        """Cancel a spec that is draft, planning, planned or executing."""
+        return self._control(spec_cancel, request)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"])
+    def replan(self, request: Request, pk=None) -> Response:
+        """Re-run DESIGN and TASKS with the current requirements, then re-sync tasks by key."""
+        return self._control(spec_replan, request)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="Only events with a higher sequence."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=f"At most this many (≤ {EVENTS_PAGE_LIMIT})."),
+        ],
+        responses={200: EventsPage},
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk=None) -> Response:
+        """The spec's events after sequence `after`, ascending; resume with `last_sequence`."""
+        spec = self.get_object()
+        after = _non_negative_int(request, "after", 0)
+        limit = _non_negative_int(request, "limit", EVENTS_PAGE_LIMIT) or EVENTS_PAGE_LIMIT
+        events = list(events_after(spec_id=spec.pk, after=after, limit=limit))
+        return Response(
+            {
+                "results": EventSerializer(events, many=True).data,
+                "last_sequence": events[-1].sequence if events else after,
+            }
+        )
+
+    @extend_schema(responses={200: TranscriptsPage})
+    @action(detail=True, methods=["get"])
+    def transcripts(self, request: Request, pk=None) -> Response:
+        """The planning conversations of the spec: system prompt and messages of each phase run."""
+        spec = self.get_object()
+        runs = selectors.spec_transcripts(spec_id=spec.pk)
+        return Response({"results": TranscriptSerializer(runs, many=True).data})
+
+    @extend_schema(request=RequirementUpdateSerializer, responses={200: RequirementSerializer})
+    @action(detail=True, methods=["patch"], url_path=r"requirements/(?P<key>[^/]+)")
+    def requirement(self, request: Request, pk=None, key: str = "") -> Response:
+        """Edit a requirement (same validation as the planner's); then POST replan to carry it
+        into the design and tasks."""
+        spec = self.get_object()
+        serializer = RequirementUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(SpecRequirement, spec=spec, key=key)
+        try:
+            requirement = spec_requirement_update(
+                spec_id=spec.pk, key=key, user=request.user, changes=serializer.validated_data
+            )
+        except SpecConflict as error:
+            raise Conflict(error.reason, extra={"status": spec.status}) from error
+        except RequirementInvalid as error:
+            raise ValidationError({"requirement": error.problems}) from error
+        return Response(RequirementSerializer(requirement).data)

@@ -7,6 +7,7 @@ from tests.tickets.conftest import (
     allowed_pairs,
     disallowed_pairs,
     make_ticket,
+    progressions,
     row_counts,
     satisfy_gate,
     ticket_ready_to_move,
@@ -346,3 +347,46 @@ def test_a_refused_move_sends_no_signal(ticket_in, django_capture_on_commit_call
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(GateBlocked):
         ticket_transition(ticket_id=ticket.pk, to=Phase.DONE, actor="system")
     assert callbacks == []
+
+
+def test_a_fresh_pass_through_testing_runs_the_tests_again(ticket_in):
+    ticket = ticket_in(Phase.IMPLEMENTATION)
+    run_tests = Task.objects.create(
+        ticket=ticket, phase=Phase.TESTING, task_type="run_tests", status=TaskStatus.COMPLETED, executor="host"
+    )
+    satisfy_gate(ticket, Phase.IMPLEMENTATION)
+
+    ticket_transition(ticket_id=ticket.pk, to=Phase.TESTING, actor="system")
+
+    run_tests.refresh_from_db()
+    assert run_tests.status == TaskStatus.PENDING
+    assert Task.objects.filter(ticket=ticket, phase=Phase.TESTING).count() == 1
+
+
+def test_resuming_a_phase_whose_work_is_over_asks_progression_to_judge_it(
+    ticket_in, django_capture_on_commit_callbacks
+):
+    ticket = ticket_in(Phase.BLOCKED, previous_phase=Phase.DESIGN)
+    design = Task.objects.create(
+        ticket=ticket, phase=Phase.DESIGN, task_type="create_design", status=TaskStatus.COMPLETED
+    )
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        ticket_unblock(ticket_id=ticket.pk, actor="alice")
+
+    design.refresh_from_db()
+    assert design.status == TaskStatus.COMPLETED
+    assert progressions(callbacks) == [(ticket.pk, "DESIGN")]
+
+
+def test_sending_a_blocked_ticket_back_to_an_earlier_phase_redoes_that_phase(ticket_in):
+    ticket = ticket_in(Phase.BLOCKED, previous_phase=Phase.DESIGN)
+    requirements = Task.objects.create(
+        ticket=ticket, phase=Phase.REQUIREMENTS, task_type="analyze_requirements", status=TaskStatus.COMPLETED
+    )
+
+    ticket_unblock(ticket_id=ticket.pk, to=Phase.REQUIREMENTS, actor="alice", reason="requirements were wrong")
+
+    requirements.refresh_from_db()
+    assert requirements.status == TaskStatus.PENDING
+    assert PhaseGateResult.objects.count() == 0

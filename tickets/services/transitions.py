@@ -136,14 +136,16 @@ def _ticket_transition(
 
     if to in WORKING_PHASES:
         _tasks_create(ticket=ticket, phase=to)
-        if from_phase == Phase.TESTING and to == Phase.IMPLEMENTATION:
-            # Regression: the implementation is to be done again, with what testing found.
-            tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.COMPLETED, TaskStatus.FAILED])
-        elif from_phase == Phase.BLOCKED:
+        if from_phase == Phase.BLOCKED and left_phase == to:
+            # Resuming the phase it was blocked in: what failed runs again, finished work stands.
             tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.FAILED])
+        else:
+            # A fresh pass through a phase it has been in before (after a regression, or sent back
+            # from BLOCKED): its work is done again, with the context gathered since.
+            tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.COMPLETED, TaskStatus.FAILED])
         tasks_dispatch_runnable(ticket_ids=[ticket.pk])
-        if from_phase == Phase.BLOCKED and not open_tasks_exist(ticket_id=ticket.pk, phase=to):
-            # Back in a phase whose work is all done: let progression judge the gate again.
+        if not open_tasks_exist(ticket_id=ticket.pk, phase=to):
+            # Back in a phase whose work is all over: let progression judge its gate again.
             from tickets.tasks import ticket_progress_task
 
             ticket_progress_task.delay_on_commit(ticket.pk, to.value)

@@ -126,6 +126,10 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "tickets.models.TaskStatus",
         "GateStatusEnum": "tickets.models.GateStatus",
         "ExecutorEnum": "tickets.models.Executor",
+        "SpecStatusEnum": "specs.models.SpecStatus",
+        "SpecPhaseEnum": "specs.models.SpecPhase",
+        "SpecTaskStatusEnum": "specs.models.SpecTaskStatus",
+        "EarsTypeEnum": "specs.models.EarsType",
     },
 }
 

@@ -66,7 +66,7 @@ def test_an_idea_becomes_a_pull_request(
     # The spec branch was pushed to the project's repository and its tests really pass.
     checkout = tmp_path / "checkout"
     git.clone(str(sample_repository), checkout, branch=spec.branch_name)
-    log = git.git_run("log", "--format=%s", "main..HEAD", cwd=checkout)
+    log = git.git_run("log", "--format=%s", "origin/main..HEAD", cwd=checkout)
     assert "TSK-001: " in log and "TSK-002: " in log
     tests = subprocess.run(
         ["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=checkout, capture_output=True, text=True

@@ -56,3 +56,16 @@ def run_planning(spec_id: int, *, limit: int = 20) -> list[tuple[str, str]]:
             return outcomes
         outcomes.append((spec.current_phase, planning_phase_run(spec_id=spec_id, phase=spec.current_phase)))
     raise AssertionError(f"planning did not end within {limit} phase runs: {outcomes}")
+
+
+@pytest.fixture
+def planned(db, user, notes_project, use_script):
+    """A spec whose planning completed in this process with the fixture script."""
+    from specs.models import Spec
+    from specs.services.planning import spec_launch
+    from tests.specs.scripts import IDEA
+
+    use_script()
+    spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA, title="Tags")
+    run_planning(spec.pk)
+    return Spec.objects.get(pk=spec.pk)

@@ -6,20 +6,9 @@ from django.test.utils import CaptureQueriesContext
 
 from sandboxes.models import AgentRun, SandboxEvent
 from specs.models import Spec, SpecRequirement, SpecTask
-from specs.services.planning import spec_launch
 from tests.factories import ProjectFactory, SpecFactory, SpecRequirementFactory, SpecTaskFactory, TicketFactory
 from tests.specs.conftest import run_planning, scheduled
 from tests.specs.scripts import IDEA, TASKS, planning_script, submit
-
-
-@pytest.fixture
-def planned(db, user, notes_project, use_script):
-    """A spec whose planning completed with the fixture script."""
-    use_script()
-    spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA, title="Tags")
-    run_planning(spec.pk)
-    return Spec.objects.get(pk=spec.pk)
-
 
 # --- Launch ---------------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class WorkerProcess:
                 f"test-{uuid.uuid4().hex[:8]}@%h",
                 "--without-gossip",
                 "--without-mingle",
+                *(["-B", "--schedule", str(self.log_path.with_suffix(".beat"))] if self.beat else []),
             ],
             cwd=BASE_DIR,
             env=environment,

@@ -5,8 +5,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sandboxes.models import AgentRun, SandboxEvent
-from specs.models import Spec, SpecRequirement, SpecTask
-from tests.factories import ProjectFactory, SpecFactory, SpecRequirementFactory, SpecTaskFactory, TicketFactory
+from specs.models import (
+    Spec,
+    SpecAcceptanceCriterion,
+    SpecRequirement,
+    SpecTask,
+    SpecTaskDependency,
+    SpecTaskRequirement,
+)
+from tests.factories import ProjectFactory, SpecFactory, SpecRequirementFactory, TicketFactory
 from tests.specs.conftest import run_planning, scheduled
 from tests.specs.scripts import IDEA, TASKS, planning_script, submit
 
@@ -131,26 +138,48 @@ def _queries(client, url):
     return len(context.captured_queries)
 
 
-def test_list_and_detail_queries_do_not_grow_with_rows(api, user):
+def spec_with_rows(project, rows):
+    """A spec with `rows` requirements (two criteria each) and tasks, each task depending on the
+    one before it and covering one requirement."""
+    spec = SpecFactory(project=project)
+    requirements = SpecRequirement.objects.bulk_create(
+        SpecRequirement(spec=spec, key=f"REQ-{n:03d}", title="R", ears_type="ubiquitous", action="a",
+                        text="The system shall a.", position=n)
+        for n in range(rows)
+    )  # fmt: skip
+    SpecAcceptanceCriterion.objects.bulk_create(
+        SpecAcceptanceCriterion(requirement=r, position=p, text="ok") for r in requirements for p in range(2)
+    )
+    tasks = SpecTask.objects.bulk_create(
+        SpecTask(spec=spec, key=f"TSK-{n:03d}", title="T", position=n) for n in range(rows)
+    )
+    SpecTaskDependency.objects.bulk_create(
+        SpecTaskDependency(task=tasks[n], depends_on=tasks[n - 1]) for n in range(1, rows)
+    )
+    SpecTaskRequirement.objects.bulk_create(
+        SpecTaskRequirement(task=t, requirement=r) for t, r in zip(tasks, requirements, strict=True)
+    )
+    TicketFactory(project=project, spec=spec, spec_task=tasks[0])
+    return spec
+
+
+def test_detail_queries_do_not_grow_with_rows(api, user):
     project = ProjectFactory(owner=user)
-
-    def spec_with(rows, where=project):
-        spec = SpecFactory(project=where)
-        requirements = [SpecRequirementFactory(spec=spec, key=f"REQ-{n:03d}") for n in range(rows)]
-        tasks = [SpecTaskFactory(spec=spec, key=f"TSK-{n:03d}") for n in range(rows)]
-        for n in range(1, rows):
-            tasks[n].dependencies.add(tasks[n - 1])
-            tasks[n].requirements.add(requirements[n])
-        return spec
-
-    small, large = spec_with(3), spec_with(30)
-    TicketFactory(project=project, spec=large, spec_task=large.tasks.first())
-    crowded = ProjectFactory(owner=user)
-    for _ in range(30):
-        spec_with(2, crowded)
+    small, large = spec_with_rows(project, 3), spec_with_rows(project, 300)
 
     assert _queries(api, f"/api/v1/specs/{small.pk}") == _queries(api, f"/api/v1/specs/{large.pk}")
-    assert _queries(api, f"/api/v1/specs?project={project.pk}") == _queries(api, f"/api/v1/specs?project={crowded.pk}")
+    assert len(api.get(f"/api/v1/specs/{large.pk}").json()["tasks"]) == 300
+
+
+def test_list_queries_do_not_grow_with_rows(api, user, settings):
+    few, many = ProjectFactory(owner=user), ProjectFactory(owner=user)
+    for _ in range(3):
+        spec_with_rows(few, 2)
+    Spec.objects.bulk_create(Spec(project=many, user=user, title=f"Spec {n}", idea="x") for n in range(300))
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "PAGE_SIZE": 500}
+
+    assert _queries(api, f"/api/v1/specs?project={few.pk}") == _queries(api, f"/api/v1/specs?project={many.pk}")
+    assert api.get(f"/api/v1/specs?project={many.pk}").json()["count"] == 300
 
 
 def test_another_users_spec_is_not_found_anywhere(other_api, planned):

@@ -280,9 +280,10 @@ def _locked_if_held(spec_id: int, phase: str, token: str) -> Spec | None:
 
 
 def planning_phase_run(*, spec_id: int, phase: str) -> str:
-    """Run one planning phase of the spec, if it is due and nobody runs it. Returns what happened:
-    "stale" (not this phase's turn), "busy" (claimed elsewhere), "retry" is never returned (the
-    loop repairs within the run), "completed", "failed" or "lost" (the claim went away)."""
+    """Run one planning phase of the spec, if it is due and nobody else runs it. Returns what
+    happened: "stale" (the spec is not planning at this phase: a duplicate delivery), "busy"
+    (another runner holds the claim), "completed", "failed", or "lost" (the claim went away:
+    cancelled, or broken by the sweeper). Invalid output is repaired within the run."""
     spec = Spec.objects.select_related("project").filter(pk=spec_id).first()
     if spec is None or spec.status != S.PLANNING or spec.current_phase != phase:
         return "stale"

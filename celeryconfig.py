@@ -13,6 +13,7 @@ broker_url = settings.CELERY_BROKER_URL
 broker_connection_retry_on_startup = True
 
 if broker_url.startswith("filesystem://"):
+    broker_transport = "omoi.broker:Transport"
     _folder = settings.CELERY_BROKER_DIR
     for _sub in ("queue", "control", "processed"):
         (_folder / _sub).mkdir(parents=True, exist_ok=True)
@@ -22,6 +23,8 @@ if broker_url.startswith("filesystem://"):
         "control_folder": str(_folder / "control"),
         "processed_folder": str(_folder / "processed"),
         "store_processed": False,
+        # The transport polls its folder; the default 1 s would add a second to every hop.
+        "polling_interval": 0.1,
     }
 else:
     broker_transport_options = {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}

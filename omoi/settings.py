@@ -149,6 +149,7 @@ OMOI_LLM_MAX_TOKENS = env.int("OMOI_LLM_MAX_TOKENS", default=8192)
 OMOI_REPLAY_SCRIPT = env("OMOI_REPLAY_SCRIPT", default="")
 
 # --- Planning and execution -----------------------------------------------------------------
+OMOI_CONTEXT_SUMMARY_MODEL = env.bool("OMOI_CONTEXT_SUMMARY_MODEL", default=False)
 OMOI_PHASE_MAX_ATTEMPTS = env.int("OMOI_PHASE_MAX_ATTEMPTS", default=3)
 OMOI_PLANNING_STUCK_AFTER_S = env.int("OMOI_PLANNING_STUCK_AFTER_S", default=900)
 OMOI_TASK_BUDGET_USD = env.float("OMOI_TASK_BUDGET_USD", default=5.0)
@@ -161,6 +162,8 @@ OMOI_SWEEP_INTERVAL_S = env.float("OMOI_SWEEP_INTERVAL_S", default=60.0)
 
 # --- Sandboxes ------------------------------------------------------------------------------
 OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")
+# "auto": commands run in their own PID namespace where unshare works (hides host processes).
+OMOI_SANDBOX_PID_NAMESPACE = env("OMOI_SANDBOX_PID_NAMESPACE", default="auto")
 OMOI_SANDBOX_ROOT = Path(env("OMOI_SANDBOX_ROOT", default=str(DATA_DIR / "sandboxes")))
 OMOI_COMMAND_TIMEOUT_S = env.int("OMOI_COMMAND_TIMEOUT_S", default=300)
 # The host's own clones of project repositories (spec branches are built and merged there).

@@ -26,9 +26,18 @@ def test_healthz_reports_database_and_broker(client):
     assert client.get("/healthz/").status_code == 200
 
 
-def test_healthz_reports_a_stopped_broker_as_503(client, monkeypatch):
-    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+@pytest.fixture
+def stopped_broker(monkeypatch):
+    """Point the app at a broker address where nothing listens (Celery reads CELERY_BROKER_URL from
+    the environment before its own configuration, so both change)."""
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    saved = {key: celery_app.conf.get(key) for key in ("broker_url", "broker_write_url", "broker_transport")}
+    celery_app.conf.update(broker_url="redis://127.0.0.1:1/0", broker_write_url=None, broker_transport=None)
+    yield
+    celery_app.conf.update(saved)
 
+
+def test_healthz_reports_a_stopped_broker_as_503(client, stopped_broker):
     response = client.get("/healthz")
 
     assert response.status_code == 503
@@ -65,7 +74,8 @@ def test_the_openapi_schema_generates_without_warnings(tmp_path):
 
     schema = json.loads(out.read_text())
     assert schema["openapi"].startswith("3.")
-    assert "/api/v1/specs/launch" in schema["paths"]
+    assert "/api/v1/specs/launch/" in schema["paths"]
+    assert "/api/v1/board/view/" in schema["paths"]
 
 
 def test_swagger_ui_is_served(client):

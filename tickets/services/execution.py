@@ -111,14 +111,16 @@ def task_run_start(*, task_id: int) -> Task | None:
     """Start a runnable task: pending → running, then its run or host step is enqueued. A ticket
     runs one task at a time, in template order, because its tasks share one branch."""
     with transaction.atomic():
-        task = Task.objects.select_for_update(no_key=True).filter(pk=task_id).first()
-        if task is None or task.status != TaskStatus.PENDING:
+        # Lock order everywhere: the ticket, then its task.
+        ticket_id = Task.objects.filter(pk=task_id).values_list("ticket_id", flat=True).first()
+        if ticket_id is None:
             return None
         ticket = (
-            Ticket.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("spec_task")
-            .get(pk=task.ticket_id)
+            Ticket.objects.select_for_update(no_key=True, of=("self",)).select_related("spec_task").get(pk=ticket_id)
         )
+        task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
+        if task.status != TaskStatus.PENDING:
+            return None
         if not task_is_runnable(task):
             return None
         if ticket.tasks.filter(status=TaskStatus.RUNNING).exists():
@@ -141,6 +143,14 @@ def task_run_start(*, task_id: int) -> Task | None:
 
         (agent_run_begin_task if mode == "agent" else agent_host_step_task).delay_on_commit(task.pk)
     return task
+
+
+def _lock_task(task_id: int) -> Task:
+    """Lock a task for a state check, taking its ticket's lock first: the order every service
+    uses (ticket, then task), so no two of them can deadlock."""
+    ticket_id = Task.objects.values_list("ticket_id", flat=True).get(pk=task_id)
+    Ticket.objects.select_for_update(no_key=True).filter(pk=ticket_id).first()
+    return Task.objects.select_for_update(no_key=True).get(pk=task_id)
 
 
 # --- agent runs -------------------------------------------------------------------------------
@@ -232,7 +242,7 @@ def agent_run_begin(*, task_id: int) -> AgentRun | None:
         )
         return None
     with transaction.atomic():
-        Task.objects.select_for_update(no_key=True).get(pk=task.pk)
+        _lock_task(task.pk)
         run = _active_run(task)
         if run is None:
             run = agent_run_start(
@@ -445,7 +455,7 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
             ticket=ticket, workspace_root=workspace.root, workspace_branch=repository.ticket_branch_name(ticket)
         )
         with transaction.atomic():
-            current = Task.objects.select_for_update(no_key=True).get(pk=task.pk)
+            current = _lock_task(task.pk)
             if current.status != TaskStatus.RUNNING:
                 return "stale"
             agent_run_reply(
@@ -545,7 +555,7 @@ def task_give_up(
     """A task that cannot succeed: it fails with its evidence, its ticket is BLOCKED with the typed
     reason, and `ticket_blocked` tells the planning side that this work has ended."""
     with transaction.atomic():
-        task = Task.objects.select_for_update(no_key=True, of=("self",)).select_related("ticket").get(pk=task_id)
+        task = _lock_task(task_id)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
             return
         for artifact in evidence or []:
@@ -628,7 +638,7 @@ def host_step_run(*, task_id: int) -> str:
     if mode == "planned":
         document = planned_document(task)
         with transaction.atomic():
-            if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
+            if _lock_task(task.pk).status != TaskStatus.RUNNING:
                 return "stale"
             task_complete(
                 task_id=task.pk,
@@ -671,7 +681,7 @@ def _host_tests(task: Task) -> str:
         )
         return "failed"
     with transaction.atomic():
-        if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
+        if _lock_task(task.pk).status != TaskStatus.RUNNING:
             return "stale"
         event_record(
             type="task.verified",
@@ -697,7 +707,7 @@ def _host_merge(task: Task) -> str:
         # One merge at a time per spec: the project row is the database-wide lock, the host
         # clone's file lock (inside ticket_work_merge) the lock for this machine's git.
         type(ticket.project).objects.select_for_update(no_key=True).get(pk=ticket.project_id)
-        if Task.objects.select_for_update(no_key=True).get(pk=task.pk).status != TaskStatus.RUNNING:
+        if _lock_task(task.pk).status != TaskStatus.RUNNING:
             return "stale"
         result = repository.ticket_work_merge(ticket=ticket, message=f"Merge {label}: {ticket.title}")
         base = repository.base_branch_for(ticket)

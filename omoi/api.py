@@ -39,6 +39,14 @@ class Conflict(APIException):
         self.extra = extra or {}
 
 
+class UpstreamError(APIException):
+    """An outside service the request depends on (GitHub, a git remote) refused or failed."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "An upstream service failed."
+    default_code = "upstream_error"
+
+
 def _first_message(errors: Any) -> str:
     if isinstance(errors, dict):
         for field, value in errors.items():

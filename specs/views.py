@@ -13,7 +13,9 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omoi.api import Conflict
+from omoi.api import Conflict, UpstreamError
+from omoi.github import GitHubError
+from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
 from specs import selectors
 from specs.models import Spec, SpecRequirement
@@ -26,6 +28,8 @@ from specs.serializers import (
     SpecSerializer,
     TranscriptSerializer,
 )
+from specs.services.bridge import SpecNotExecutable, spec_execute
+from specs.services.completion import PullRequestNotReady, spec_pull_request_open
 from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_launch, spec_replan, spec_retry
 from specs.services.requirements import RequirementInvalid, spec_requirement_update
 from tickets.selectors import projects_visible_to
@@ -122,6 +126,34 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def replan(self, request: Request, pk=None) -> Response:
         """Re-run DESIGN and TASKS with the current requirements, then re-sync tasks by key."""
         return self._control(spec_replan, request)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"], url_path="execute-tasks")
+    def execute_tasks(self, request: Request, pk=None) -> Response:
+        """Run the bridge now: every planned task becomes one ticket and the spec executes
+        (409 unless planning is complete and approved). Running it again creates nothing."""
+        spec = self.get_object()
+        try:
+            spec = spec_execute(spec_id=spec.pk, actor=f"user:{request.user.username}")
+        except SpecNotExecutable as error:
+            raise Conflict(str(error), extra={"status": spec.status, "current_phase": spec.current_phase}) from error
+        except GitError as error:
+            raise UpstreamError(f"the repository could not be prepared: {error}") from error
+        return self._render(spec)
+
+    @extend_schema(request=None, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"], url_path="create-pr")
+    def create_pr(self, request: Request, pk=None) -> Response:
+        """Retry the pull request step of a completed spec: push its branch and open the pull
+        request (once: an existing one is found, not duplicated)."""
+        spec = self.get_object()
+        try:
+            spec = spec_pull_request_open(spec_id=spec.pk)
+        except PullRequestNotReady as error:
+            raise Conflict(str(error), extra={"status": spec.status}) from error
+        except (GitHubError, GitError) as error:
+            raise UpstreamError(str(error)) from error
+        return self._render(spec)
 
     @extend_schema(
         parameters=[

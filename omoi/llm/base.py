@@ -82,9 +82,11 @@ def tool_uses_of(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # USD per million tokens: (input, output). Cache writes cost 1.25x input, cache reads 0.1x input.
 PRICES_PER_MTOK: dict[str, tuple[Decimal, Decimal]] = {
-    "claude-opus-4": (Decimal("15"), Decimal("75")),
-    "claude-sonnet-4": (Decimal("3"), Decimal("15")),
-    "claude-haiku-4": (Decimal("1"), Decimal("5")),
+    "claude-opus-4-0": (Decimal("15"), Decimal("75")),
+    "claude-opus-4-1": (Decimal("15"), Decimal("75")),
+    "claude-opus": (Decimal("5"), Decimal("25")),
+    "claude-sonnet": (Decimal("3"), Decimal("15")),
+    "claude-haiku": (Decimal("1"), Decimal("5")),
     "claude-3-5-haiku": (Decimal("0.8"), Decimal("4")),
 }
 DEFAULT_PRICE = (Decimal("3"), Decimal("15"))

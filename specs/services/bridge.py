@@ -13,7 +13,7 @@ from django.db import transaction
 
 from sandboxes.services.events import event_record
 from specs.models import Spec, SpecPhase, SpecStatus, SpecTaskDependency
-from tickets.models import Phase, Ticket, TicketDependency
+from tickets.models import Phase, PhaseHistory, Ticket, TicketDependency
 from tickets.services import repository
 from tickets.services.transitions import ticket_transition
 
@@ -46,7 +46,7 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
         _check_executable(spec)
         spec_tasks = list(spec.tasks.order_by("position", "id"))
         existing = set(Ticket.objects.filter(spec=spec).values_list("spec_task_id", flat=True))
-        Ticket.objects.bulk_create(
+        created = Ticket.objects.bulk_create(
             [
                 Ticket(
                     project=spec.project,
@@ -60,6 +60,12 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
                 )
                 for spec_task in spec_tasks
                 if spec_task.pk not in existing
+            ]
+        )
+        PhaseHistory.objects.bulk_create(
+            [
+                PhaseHistory(ticket=ticket, from_phase="", to_phase=Phase.BACKLOG, actor=actor, reason=ticket.title)
+                for ticket in created
             ]
         )
         tickets = {t.spec_task_id: t for t in Ticket.objects.filter(spec=spec)}
@@ -85,4 +91,25 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
                 ticket_transition(
                     ticket_id=ticket.pk, to=Phase.REQUIREMENTS, actor=actor, reason=f"planned in spec {spec.pk}"
                 )
+    return spec
+
+
+def spec_execution_resume(*, spec_id: int, actor: str) -> Spec:
+    """Retry a spec whose execution failed: its blocked tickets are unblocked (their failed tasks
+    reopen and are dispatched) and the spec is `executing` again."""
+    from tickets.services.transitions import ticket_unblock
+
+    with transaction.atomic():
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
+        if spec.status != SpecStatus.FAILED or spec.current_phase != SpecPhase.EXECUTE:
+            raise SpecNotExecutable(f"spec {spec.pk} is {spec.status} at {spec.current_phase}: nothing to resume")
+        spec.status = SpecStatus.EXECUTING
+        spec.last_error = ""
+        spec.save(update_fields=["status", "last_error", "updated_at"])
+        blocked = list(Ticket.objects.filter(spec=spec, phase=Phase.BLOCKED).values_list("pk", flat=True))
+        for ticket_id in blocked:
+            ticket_unblock(ticket_id=ticket_id, actor=actor, reason="spec retried")
+        event_record(
+            type="spec.execution_resumed", payload={"tickets_unblocked": blocked, "actor": actor}, spec_id=spec.pk
+        )
     return spec

@@ -96,7 +96,7 @@ def spec_transition(
 ) -> Spec:
     """Move the spec to `status` (and `phase`, default: keep the current one), record the move, and
     enqueue what follows on commit. Moving to where the spec already is changes nothing."""
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     phase = phase or spec.current_phase
     if spec.status == status and spec.current_phase == phase:
         return spec
@@ -191,7 +191,7 @@ def spec_launch(*, project_id: int, user, idea: str, title: str = "", require_ap
 def spec_approve(*, spec_id: int, user) -> Spec:
     """Approve a planned spec: the bridge turns its tasks into tickets after commit. Approving an
     approved spec again only re-sends the (idempotent) bridge task."""
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status != S.PLANNING_COMPLETE:
         raise SpecConflict(f"only a spec whose planning is complete can be approved; this spec is {spec.status}")
     if spec.approved_at is None:
@@ -206,13 +206,15 @@ def spec_approve(*, spec_id: int, user) -> Spec:
 def spec_retry(*, spec_id: int, user) -> Spec:
     """Resume a failed spec at the phase that failed, with fresh attempts. Earlier phases' output
     (phase_data, design, requirement and task rows) is reused, not recomputed."""
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status != S.FAILED:
         raise SpecConflict(f"only a failed spec can be retried; this spec is {spec.status}")
+    if spec.current_phase == SpecPhase.EXECUTE:
+        from specs.services.bridge import spec_execution_resume
+
+        return spec_execution_resume(spec_id=spec.pk, actor=_actor(user))
     if spec.current_phase not in PLANNING_PHASES:
-        raise SpecConflict(
-            f"this spec failed during {spec.current_phase}, not planning; retry or unblock its tickets instead"
-        )
+        raise SpecConflict(f"this spec failed during {spec.current_phase}, which cannot be retried")
     spec.phase_attempts = {**spec.phase_attempts, spec.current_phase: 0}
     spec.save(update_fields=["phase_attempts", "updated_at"])
     return spec_transition(spec_id=spec.pk, status=S.PLANNING, actor=_actor(user), reason="retry")
@@ -220,7 +222,7 @@ def spec_retry(*, spec_id: int, user) -> Spec:
 
 @transaction.atomic
 def spec_cancel(*, spec_id: int, user) -> Spec:
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status not in CANCELLABLE:
         raise SpecConflict(f"a {spec.status} spec cannot be cancelled")
     spec = spec_transition(spec_id=spec.pk, status=S.CANCELLED, actor=_actor(user), reason="cancelled")
@@ -235,7 +237,7 @@ def spec_replan(*, spec_id: int, user) -> Spec:
     """Re-run DESIGN and TASKS with the requirements as they are now (edits included), then SYNC,
     which reconciles the task rows by key: unchanged tasks keep their rows (and their tickets).
     A re-planned spec needs approving again."""
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status not in (S.PLANNING_COMPLETE, S.FAILED):
         raise SpecConflict(f"only a planned or failed spec can be re-planned; this spec is {spec.status}")
     if not SpecRequirement.objects.filter(spec=spec).exists():
@@ -270,7 +272,7 @@ def _beat(spec_id: int, token: str) -> bool:
 
 
 def _locked_if_held(spec_id: int, phase: str, token: str) -> Spec | None:
-    spec = Spec.objects.select_for_update().get(pk=spec_id)
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status != S.PLANNING or spec.current_phase != phase or spec.phase_claim != token:
         return None
     return spec
@@ -537,7 +539,7 @@ def _sync_phase(*, spec_id: int, token: str) -> str:
 def _phase_fail(*, spec_id: int, phase: str, token: str | None, error: str, problems: list[str] | None = None) -> bool:
     """The phase failed: the spec becomes failed at this phase, with a readable last_error."""
     with transaction.atomic():
-        spec = Spec.objects.select_for_update().get(pk=spec_id)
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
         if spec.status != S.PLANNING or spec.current_phase != phase or (token and spec.phase_claim != token):
             return False
         attempts = int(spec.phase_attempts.get(phase, 0))
@@ -575,7 +577,7 @@ def planning_sweep(*, now=None) -> list[int]:
     )
     for spec_id in stuck_ids:
         with transaction.atomic():
-            spec = Spec.objects.select_for_update().get(pk=spec_id)
+            spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
             if spec.status != S.PLANNING or (spec.phase_heartbeat_at and spec.phase_heartbeat_at >= cutoff):
                 continue
             idle = (now - spec.phase_heartbeat_at).total_seconds() if spec.phase_heartbeat_at else None

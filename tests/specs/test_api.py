@@ -234,15 +234,13 @@ def test_a_control_that_makes_no_sense_now_is_409_with_the_reason(api, user, sta
     assert not SandboxEvent.objects.filter(spec=spec).exists()
 
 
-def test_retry_of_an_execution_failure_is_409(api, user):
-    spec = SpecFactory(project=ProjectFactory(owner=user), status="failed", current_phase="execute")
+def test_retry_of_a_spec_that_failed_after_planning_and_execution_is_409(api, user):
+    spec = SpecFactory(project=ProjectFactory(owner=user), status="failed", current_phase="complete")
 
     response = api.post(f"/api/v1/specs/{spec.pk}/retry")
 
     assert response.status_code == 409
-    assert response.json()["detail"] == (
-        "this spec failed during execute, not planning; retry or unblock its tickets instead"
-    )
+    assert response.json()["detail"] == "this spec failed during complete, which cannot be retried"
 
 
 def test_retry_resumes_a_failed_spec_at_its_phase(api, user, django_capture_on_commit_callbacks):

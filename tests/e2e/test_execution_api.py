@@ -1,0 +1,130 @@
+"""The execution controls of the REST API: the bridge on request, the pull request step on
+request, and a retry that resumes a spec whose execution failed."""
+
+import pytest
+from django.utils import timezone
+
+from sandboxes import git
+from specs.models import Spec
+from specs.services.bridge import spec_execute
+from tests.e2e.conftest import planned_spec
+from tests.factories import ProjectFactory
+from tickets.models import PhaseHistory, Task, Ticket
+from tickets.services import repository
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(user, sample_repository, execution_env):
+    return ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
+
+
+def test_execute_tasks_makes_one_ticket_per_planned_task_once(api, user, project):
+    spec = planned_spec(project=project, user=user)
+
+    first = api.post(f"/api/v1/specs/{spec.pk}/execute-tasks")
+    second = api.post(f"/api/v1/specs/{spec.pk}/execute-tasks/")
+
+    assert first.status_code == 200, first.json()
+    assert first.json()["status"] == "executing"
+    assert second.status_code == 200
+    tickets = list(Ticket.objects.filter(spec=spec).select_related("spec_task").order_by("id"))
+    assert [(t.spec_task.key, t.phase, t.user_id, t.priority) for t in tickets] == [
+        ("TSK-001", "REQUIREMENTS", user.pk, "high"),
+        ("TSK-002", "REQUIREMENTS", user.pk, "medium"),
+    ]
+    assert list(tickets[1].dependencies.all()) == [tickets[0]]
+    assert Task.objects.filter(ticket__spec=spec, task_type="analyze_requirements").count() == 2
+    assert list(PhaseHistory.objects.filter(ticket=tickets[0]).values_list("from_phase", "to_phase")) == [
+        ("", "BACKLOG"),
+        ("BACKLOG", "REQUIREMENTS"),
+    ]
+    assert PhaseHistory.objects.filter(ticket__spec=spec).count() == 4
+    spec.refresh_from_db()
+    assert spec.branch_name.startswith(f"omoi/spec-{spec.pk}-")
+    assert git.branch_exists(repository.spec_repo_dir(spec), spec.branch_name)
+
+
+def test_execute_tasks_is_a_409_unless_planning_is_complete_and_approved(api, user, project):
+    unapproved = planned_spec(project=project, user=user, approved=False)
+    planning = planned_spec(project=project, user=user)
+    Spec.objects.filter(pk=planning.pk).update(status="planning", current_phase="design")
+
+    waiting = api.post(f"/api/v1/specs/{unapproved.pk}/execute-tasks")
+    early = api.post(f"/api/v1/specs/{planning.pk}/execute-tasks")
+
+    assert waiting.status_code == 409
+    assert "waits for approval" in waiting.json()["detail"]
+    assert early.status_code == 409
+    assert "only once planning is complete" in early.json()["detail"]
+    assert not Ticket.objects.exists()
+
+
+def test_another_user_cannot_execute_or_open_a_pull_request(other_api, user, project):
+    spec = planned_spec(project=project, user=user)
+
+    assert other_api.post(f"/api/v1/specs/{spec.pk}/execute-tasks").status_code == 404
+    assert other_api.post(f"/api/v1/specs/{spec.pk}/create-pr").status_code == 404
+    assert not Ticket.objects.exists()
+
+
+def _completed(spec):
+    spec_execute(spec_id=spec.pk, actor="test")
+    Spec.objects.filter(pk=spec.pk).update(status="completed", current_phase="complete", completed_at=timezone.now())
+    return Spec.objects.get(pk=spec.pk)
+
+
+def test_create_pr_is_a_409_before_the_spec_is_completed(api, user, project):
+    spec = planned_spec(project=project, user=user)
+
+    response = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
+
+    assert response.status_code == 409
+    assert "only a completed spec gets a pull request" in response.json()["detail"]
+
+
+def test_create_pr_opens_the_pull_request_once(api, user, project, fake_github, settings):
+    settings.GITHUB_API_URL = fake_github.url
+    spec = _completed(planned_spec(project=project, user=user))
+
+    first = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
+    second = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
+
+    assert first.status_code == 200, first.json()
+    assert first.json()["pull_request_number"] == 1
+    assert second.json()["pull_request_url"] == first.json()["pull_request_url"]
+    assert len(fake_github.pulls) == 1
+    assert "REQ-001" in fake_github.pulls[0]["body"]
+    assert git.branch_exists(project.repository, spec.branch_name)
+
+
+def test_a_refused_pull_request_is_a_502_with_github_s_reason(api, user, project, fake_github, settings):
+    settings.GITHUB_API_URL = fake_github.url
+    settings.GITHUB_TOKEN = "revoked"
+    spec = _completed(planned_spec(project=project, user=user))
+
+    response = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
+
+    assert response.status_code == 502
+    assert "HTTP 401: Bad credentials" in response.json()["detail"]
+    spec.refresh_from_db()
+    assert spec.pull_request_url == "" and fake_github.pulls == []
+
+
+def test_retry_resumes_a_spec_whose_execution_failed(api, user, project):
+    from tickets.services.transitions import ticket_block
+
+    spec = planned_spec(project=project, user=user)
+    spec_execute(spec_id=spec.pk, actor="test")
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    ticket_block(ticket_id=ticket.pk, reason="failing_checks", actor="host", message="tests failed")
+    Spec.objects.filter(pk=spec.pk).update(status="failed", last_error="Ticket TSK-001 is blocked")
+
+    response = api.post(f"/api/v1/specs/{spec.pk}/retry")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "executing"
+    assert response.json()["last_error"] == ""
+    ticket.refresh_from_db()
+    assert ticket.phase == "REQUIREMENTS" and ticket.blocked_reason == ""

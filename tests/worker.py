@@ -101,9 +101,11 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # The main process shuts its pool down (warm shutdown); signalling the children too
+            # leaves it waiting for processes that are already gone.
+            os.kill(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
 

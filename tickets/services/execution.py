@@ -449,8 +449,8 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
         {"type": "code_changes", "content": code_changes},
     ]
     if passed:
-        label = ticket.spec_task.key if ticket.spec_task_id else f"Ticket #{ticket.pk}"
-        sha = workspace.commit_all(f"{label}: {task.title}\n\n{summary}".strip()) or workspace.head_sha()
+        subject = task.title if ticket.spec_task_id else f"Ticket #{ticket.pk}: {task.title}"
+        sha = workspace.commit_all(f"{subject}\n\n{summary}".strip()) or workspace.head_sha()
         repository.ticket_work_fetch(
             ticket=ticket, workspace_root=workspace.root, workspace_branch=repository.ticket_branch_name(ticket)
         )
@@ -701,7 +701,7 @@ def _host_tests(task: Task) -> str:
 
 def _host_merge(task: Task) -> str:
     ticket = task.ticket
-    label = ticket.spec_task.key if ticket.spec_task_id else f"ticket #{ticket.pk}"
+    label = ticket.title if ticket.spec_task_id else f"ticket #{ticket.pk}: {ticket.title}"
     repository.ticket_repo_prepare(ticket=ticket)
     with transaction.atomic():
         # One merge at a time per spec: the project row is the database-wide lock, the host
@@ -709,7 +709,7 @@ def _host_merge(task: Task) -> str:
         type(ticket.project).objects.select_for_update(no_key=True).get(pk=ticket.project_id)
         if _lock_task(task.pk).status != TaskStatus.RUNNING:
             return "stale"
-        result = repository.ticket_work_merge(ticket=ticket, message=f"Merge {label}: {ticket.title}")
+        result = repository.ticket_work_merge(ticket=ticket, message=f"Merge {label}")
         base = repository.base_branch_for(ticket)
         if not result.merged:
             files = ", ".join(result.conflicts) or "unknown files"

@@ -113,3 +113,24 @@ def spec_execution_resume(*, spec_id: int, actor: str) -> Spec:
             type="spec.execution_resumed", payload={"tickets_unblocked": blocked, "actor": actor}, spec_id=spec.pk
         )
     return spec
+
+
+def spec_execution_stop(*, spec_id: int, actor: str) -> list[int]:
+    """Stop the work of a cancelled spec: its open tasks are cancelled, its agent runs end and
+    their sandboxes are released. Returns the cancelled task ids."""
+    from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus, Sandbox, SandboxStatus
+    from sandboxes.services.agent import agent_run_finish
+    from sandboxes.services.sandbox import sandbox_release
+    from tickets.services.tasks import tasks_cancel
+
+    cancelled = tasks_cancel(spec_id=spec_id, actor=actor, reason="the spec was cancelled")
+    runs = AgentRun.objects.filter(
+        spec_id=spec_id, kind=AgentRunKind.TASK, status__in=[AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING]
+    )
+    for run_id in runs.values_list("pk", flat=True):
+        agent_run_finish(run_id=run_id, status=AgentRunStatus.CANCELLED, stop_reason="the spec was cancelled")
+    live = Sandbox.objects.filter(spec_id=spec_id, status__in=[SandboxStatus.CREATING, SandboxStatus.READY])
+    for sandbox_id in live.values_list("pk", flat=True):
+        transaction.on_commit(lambda sandbox_id=sandbox_id: sandbox_release(sandbox_id=sandbox_id))
+    event_record(type="spec.execution_stopped", payload={"tasks_cancelled": cancelled, "actor": actor}, spec_id=spec_id)
+    return cancelled

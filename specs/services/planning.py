@@ -225,7 +225,12 @@ def spec_cancel(*, spec_id: int, user) -> Spec:
     spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     if spec.status not in CANCELLABLE:
         raise SpecConflict(f"a {spec.status} spec cannot be cancelled")
+    was_executing = spec.status == S.EXECUTING
     spec = spec_transition(spec_id=spec.pk, status=S.CANCELLED, actor=_actor(user), reason="cancelled")
+    if was_executing:
+        from specs.services.bridge import spec_execution_stop
+
+        spec_execution_stop(spec_id=spec.pk, actor=_actor(user))
     running = AgentRun.objects.filter(spec=spec, kind=AgentRunKind.PLANNING, status=AgentRunStatus.RUNNING)
     for run_id in running.values_list("pk", flat=True):
         agent_run_finish(run_id=run_id, status=AgentRunStatus.CANCELLED, stop_reason="the spec was cancelled")

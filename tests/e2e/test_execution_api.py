@@ -128,3 +128,23 @@ def test_retry_resumes_a_spec_whose_execution_failed(api, user, project):
     assert response.json()["last_error"] == ""
     ticket.refresh_from_db()
     assert ticket.phase == "REQUIREMENTS" and ticket.blocked_reason == ""
+
+
+def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
+    from sandboxes.models import AgentRun
+    from tickets.services.execution import task_turn_run
+
+    spec = planned_spec(project=project, user=user)
+    spec_execute(spec_id=spec.pk, actor="test")
+    task = Task.objects.get(ticket__spec_task__key="TSK-001", task_type="analyze_requirements")
+    Task.objects.filter(pk=task.pk).update(status="running")
+    run = AgentRun.objects.create(kind="task", spec=spec, task=task, phase=task.phase, status="running")
+
+    response = api.post(f"/api/v1/specs/{spec.pk}/cancel")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "cancelled"
+    assert set(Task.objects.filter(ticket__spec=spec).values_list("status", flat=True)) == {"cancelled"}
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert task_turn_run(run_id=run.pk, turn=0) == "stale"

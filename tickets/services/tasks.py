@@ -222,3 +222,20 @@ def task_retry(*, task_id: int, actor: str) -> Task:
     task.save(update_fields=["status", "error", "started_at", "completed_at", "updated_at"])
     tasks_dispatch_runnable(ticket_ids=[ticket.pk], task_ids=[task.pk])
     return task
+
+
+@transaction.atomic
+def tasks_cancel(*, spec_id: int, actor: str, reason: str) -> list[int]:
+    """Cancel every open (pending or running) task of a spec's tickets, so no further turn or host
+    step of theirs does anything: each entry point re-reads the task and stops unless it runs."""
+    open_tasks = Task.objects.select_for_update(no_key=True).filter(
+        ticket__spec_id=spec_id, status__in=OPEN_TASK_STATUSES
+    )
+    cancelled = list(open_tasks.values_list("pk", flat=True))
+    Task.objects.filter(pk__in=cancelled).update(
+        status=TaskStatus.CANCELLED,
+        error=f"{reason} (by {actor})",
+        completed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    return cancelled

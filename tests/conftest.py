@@ -6,6 +6,12 @@ from tests.factories import ProjectFactory, UserFactory
 from tests.worker import WorkerProcess, purge_broker
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests make many users; the production hasher's deliberate slowness buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def user(db):
     return UserFactory(username="alice")

@@ -88,3 +88,29 @@ def test_escapes_and_environment_reads_are_refused_and_recorded(
     import os
 
     assert not os.path.exists("/tmp/omoi-escape.txt")
+
+
+def test_a_run_that_hits_its_turn_limit_ends_with_a_clear_reason(
+    start_worker, user, sample_repository, execution_env, tmp_path
+):
+    script = sample_script()
+    script["conversations"]["TSK-001:implement_feature"] = [
+        {"tool": "read_file", "input": {"path": "textkit/core.py"}} for _ in range(6)
+    ]
+    worker = start_worker(
+        env={**execution_env, "OMOI_REPLAY_SCRIPT": write_script(tmp_path, script), "OMOI_TASK_MAX_TURNS": "3"}
+    )
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
+    spec = planned_spec(project=project, user=user, script=script)
+
+    spec_execute(spec_id=spec.pk, actor="test")
+
+    ticket = wait_for(
+        lambda: Ticket.objects.filter(spec=spec, spec_task__key="TSK-001", phase="BLOCKED").first(),
+        timeout=120, worker=worker, message="TSK-001 blocked by its budget",
+    )  # fmt: skip
+    assert ticket.blocked_reason == "budget"
+    assert "turn limit reached (3 turns)" in ticket.blocked_message
+    task = Task.objects.get(ticket=ticket, task_type="implement_feature")
+    assert task.status == "failed" and task.error == "turn limit reached (3 turns)"
+    assert SandboxEvent.objects.filter(spec=spec, type="agent.turn").count() == 3

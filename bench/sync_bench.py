@@ -28,56 +28,21 @@ django.setup()
 from django.db import connection, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from tests.specs import plans  # noqa: E402
+
 REQUIREMENTS = 20
 
 
 def requirements_plan() -> list[dict]:
-    return [
-        {
-            "key": f"REQ-{n:03d}",
-            "title": f"Requirement {n}",
-            "ears_type": "ubiquitous",
-            "text": f"The system shall do thing {n}.",
-            "condition": "",
-            "action": f"do thing {n}",
-            "priority": "medium",
-            "acceptance_criteria": [f"thing {n} is done"],
-        }
-        for n in range(1, REQUIREMENTS + 1)
-    ]
+    return plans.requirements_plan(REQUIREMENTS)
 
 
 def tasks_plan(count: int) -> list[dict]:
-    tasks = []
-    for n in range(1, count + 1):
-        depends_on = [f"TSK-{n - 1:04d}"] if n > 1 else []
-        if n > 2 and n % 3 == 0:
-            depends_on.append(f"TSK-{n - 2:04d}")
-        tasks.append(
-            {
-                "key": f"TSK-{n:04d}",
-                "title": f"Task {n}",
-                "description": f"Do step {n}.",
-                "phase": "IMPLEMENTATION",
-                "priority": "medium",
-                "estimate_hours": 1.0,
-                "depends_on": depends_on,
-                "requirements": [f"REQ-{(n % REQUIREMENTS) + 1:03d}"],
-                "files": [f"src/step_{n}.py"],
-                "acceptance_criteria": [f"step {n} works"],
-            }
-        )
-    return tasks
+    return plans.tasks_plan(count, requirement_count=REQUIREMENTS)
 
 
 def replanned(count: int) -> list[dict]:
-    tasks = tasks_plan(count)[:-5]
-    for task in tasks[::10]:
-        task["title"] += " (revised)"
-    tasks[-1]["depends_on"] = ["TSK-0001"]
-    for n in range(count + 1, count + 6):
-        tasks.append({**tasks_plan(1)[0], "key": f"TSK-{n:04d}", "title": f"New task {n}", "depends_on": ["TSK-0001"]})
-    return tasks
+    return plans.changed_plan(count, requirement_count=REQUIREMENTS)
 
 
 def measure(spec, tasks) -> tuple[float, int]:

@@ -3,6 +3,20 @@ from django.contrib import admin
 from omoi.models import LLMUsage
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that shows records without letting the admin add or edit them."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(LLMUsage)
 class LLMUsageAdmin(admin.ModelAdmin):
     list_display = [

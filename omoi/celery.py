@@ -9,3 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omoi.settings")
 app = Celery("omoi")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["omoi", "sandboxes", "tickets", "specs"])
+
+
+def queues_purge() -> None:
+    """Drop every message waiting in Omoi's queues (a fresh demo or test run starts empty)."""
+    with app.connection_for_write() as connection:
+        for queue in app.conf.task_queues:
+            try:
+                connection.default_channel.queue_purge(queue.name)
+            except Exception:  # a queue that was never declared has nothing to purge
+                pass

@@ -12,6 +12,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from omoi.admin import ReadOnlyInline
 from sandboxes.models import AgentRun
 from specs.models import (
     Spec,
@@ -26,18 +27,6 @@ from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spe
 
 def _pretty_json(value) -> str:
     return format_html('<pre style="white-space: pre-wrap; max-width: 120ch">{}</pre>', json.dumps(value, indent=2))
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from omoi.celery import app as celery_app
+from omoi.celery import queues_purge
 
 ALL_QUEUES = "planning,execution,events,default"
 BASE_DIR = Path(settings.BASE_DIR)
@@ -34,12 +34,7 @@ def database_url() -> str:
 
 
 def purge_broker() -> None:
-    with celery_app.connection_for_write() as conn:
-        for queue in ALL_QUEUES.split(","):
-            try:
-                conn.default_channel.queue_purge(queue)
-            except Exception:  # a queue that was never declared has nothing to purge
-                pass
+    queues_purge()
 
 
 class WorkerProcess:

@@ -4,6 +4,7 @@ action that calls the workflow services, which report refusals as messages."""
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
+from omoi.admin import ReadOnlyInline
 from tickets import services
 from tickets.errors import TicketError
 from tickets.models import (
@@ -22,18 +23,6 @@ from tickets.workflow import next_phase
 
 def _actor(request) -> str:
     return f"admin:{request.user.get_username()}"
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class TaskInline(ReadOnlyInline):

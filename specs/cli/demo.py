@@ -49,7 +49,7 @@ def _say(command, text: str = "") -> None:
     command.stdout.flush()
 
 
-def _prepare_sample(target: Path) -> None:
+def prepare_sample(target: Path) -> None:
     """A fresh git repository holding the sample project, on branch main."""
     if target.exists():
         shutil.rmtree(target)
@@ -60,14 +60,9 @@ def _prepare_sample(target: Path) -> None:
 
 
 def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    from omoi.celery import app
+    from omoi.celery import queues_purge
 
-    with app.connection_for_write() as connection:
-        for queue in ("planning", "execution", "events", "default"):
-            try:
-                connection.default_channel.queue_purge(queue)
-            except Exception:  # a queue never declared has nothing to purge
-                pass
+    queues_purge()
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "omoi", "worker", "-Q", "planning,execution,events,default",
@@ -205,7 +200,7 @@ def handle(command, options) -> None:
             raise CommandError("--idea is required with --repository")
     else:
         target = Path(settings.DATA_DIR) / "demo" / "textkit"
-        _prepare_sample(target)
+        prepare_sample(target)
         repository, name, test_command, default_branch = str(target), "textkit-demo", SAMPLE_TEST_COMMAND, "main"
         idea = options.get("idea") or SAMPLE_IDEA
     project, _ = Project.objects.update_or_create(

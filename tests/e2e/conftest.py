@@ -1,11 +1,10 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from sandboxes import git
+from specs.cli.demo import prepare_sample
 from tests.support.fake_github import FakeGitHub
 
 SAMPLES = Path(settings.BASE_DIR) / "samples"
@@ -13,10 +12,7 @@ SAMPLES = Path(settings.BASE_DIR) / "samples"
 
 def make_sample_repository(target: Path) -> Path:
     """The demo's sample project as a fresh git repository on branch main."""
-    shutil.copytree(SAMPLES / "textkit", target)
-    git.git_run("init", "--quiet", "--initial-branch=main", cwd=target)
-    git.git_run("add", "-A", cwd=target)
-    git.git_run("commit", "--quiet", "-m", "initial import", cwd=target)
+    prepare_sample(target)
     return target
 
 

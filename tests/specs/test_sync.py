@@ -8,64 +8,24 @@ from django.test.utils import CaptureQueriesContext
 from specs.models import SpecRequirement, SpecTask, SpecTaskDependency, SpecTaskRequirement
 from specs.services import sync
 from tests.factories import ProjectFactory, SpecFactory, TicketFactory
+from tests.specs import plans
 
 REQUIREMENT_COUNT = 5
 
 
 def requirements_plan():
-    return [
-        {
-            "key": f"REQ-{n:03d}",
-            "title": f"Requirement {n}",
-            "ears_type": "ubiquitous",
-            "text": f"The system shall do thing {n}.",
-            "condition": "",
-            "action": f"do thing {n}",
-            "priority": "medium",
-            "acceptance_criteria": [f"thing {n} is done", f"thing {n} is logged"],
-        }
-        for n in range(1, REQUIREMENT_COUNT + 1)
-    ]
+    return plans.requirements_plan(REQUIREMENT_COUNT, criteria=2)
 
 
 def tasks_plan(count):
-    """A chain with a second edge every few tasks: TSK-0002 depends on TSK-0001, TSK-0003 on
-    TSK-0002 and TSK-0001, ..."""
-    tasks = []
-    for n in range(1, count + 1):
-        depends_on = [f"TSK-{n - 1:04d}"] if n > 1 else []
-        if n > 2 and n % 3 == 0:
-            depends_on.append(f"TSK-{n - 2:04d}")
-        tasks.append(
-            {
-                "key": f"TSK-{n:04d}",
-                "title": f"Task {n}",
-                "description": f"Do step {n}.",
-                "phase": "IMPLEMENTATION",
-                "priority": "medium",
-                "estimate_hours": 1.0,
-                "depends_on": depends_on,
-                "requirements": [f"REQ-{(n % REQUIREMENT_COUNT) + 1:03d}"],
-                "files": [f"src/step_{n}.py"],
-                "acceptance_criteria": [f"step {n} works"],
-            }
-        )
-    return tasks
+    return plans.tasks_plan(count, requirement_count=REQUIREMENT_COUNT)
 
 
 def changed_plan(count):
-    """Every tenth task retitled, the last five dropped, five new ones, a dependency moved."""
-    tasks = tasks_plan(count)[:-5]
-    for task in tasks[::10]:
-        task["title"] += " (revised)"
-    tasks[-1]["depends_on"] = [tasks[0]["key"]]
-    for n in range(count + 1, count + 6):
-        tasks.append({**tasks_plan(1)[0], "key": f"TSK-{n:04d}", "title": f"New task {n}", "depends_on": ["TSK-0001"]})
-    return tasks
+    return plans.changed_plan(count, requirement_count=REQUIREMENT_COUNT)
 
 
-def edges(tasks):
-    return sum(len(task["depends_on"]) for task in tasks)
+edges = plans.edges
 
 
 def reconcile(spec, tasks):

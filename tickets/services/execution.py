@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from omoi.llm import LLMError
@@ -46,7 +46,7 @@ from sandboxes.services.sandbox import sandbox_acquire, sandbox_release, sandbox
 from sandboxes.tools import EXECUTION_TOOLS
 from sandboxes.workspace import Workspace
 from tickets.models import BlockedReason, Executor, Phase, Task, TaskStatus, Ticket
-from tickets.selectors import task_is_runnable
+from tickets.selectors import runnable_tasks, task_is_runnable
 from tickets.services import repository
 from tickets.services.gates import artifact_collect
 from tickets.services.tasks import task_complete, task_fail, task_start
@@ -132,12 +132,8 @@ def task_run_start(*, task_id: int) -> Task | None:
         task = task_start(task_id=task.pk)
         task.ticket = ticket
         mode = task_mode(task)
-        event_record(
-            type="task.started",
-            payload={"task": task.pk, "task_type": task.task_type, "phase": task.phase, "mode": mode},
-            spec_id=ticket.spec_id,
-            ticket_id=ticket.pk,
-            task_id=task.pk,
+        _task_event(
+            task, "task.started", {"task": task.pk, "task_type": task.task_type, "phase": task.phase, "mode": mode}
         )
         from tickets.tasks import agent_host_step_task, agent_run_begin_task
 
@@ -151,6 +147,39 @@ def _lock_task(task_id: int) -> Task:
     ticket_id = Task.objects.values_list("ticket_id", flat=True).get(pk=task_id)
     Ticket.objects.select_for_update(no_key=True).filter(pk=ticket_id).first()
     return Task.objects.select_for_update(no_key=True).get(pk=task_id)
+
+
+def _task_event(task: Task, type: str, payload: dict[str, Any]) -> None:
+    """An event about a task, on its spec's stream (ticket and task attached)."""
+    ticket = task.ticket
+    event_record(type=type, payload=payload, spec_id=ticket.spec_id, ticket_id=ticket.pk, task_id=task.pk)
+
+
+def _complete_if_running(task: Task, *, result: dict[str, Any], actor: str) -> bool:
+    """Inside a transaction: complete a task that is still running and start its ticket's next
+    one. False when another delivery already finished it."""
+    if _lock_task(task.pk).status != TaskStatus.RUNNING:
+        return False
+    task_complete(task_id=task.pk, result=result, actor=actor)
+    _dispatch_next(task.ticket_id)
+    return True
+
+
+def _ticket_sandbox(task: Task):
+    """A sandbox for the task on its ticket branch, or None when it cannot be had (the task then
+    fails and its ticket is BLOCKED with reason environment)."""
+    ticket = task.ticket
+    try:
+        repo_dir, _base, branch = repository.ticket_repo_prepare(ticket=ticket)
+        return sandbox_acquire(
+            spec_id=ticket.spec_id, task_id=task.pk, repository=str(repo_dir), base_ref=branch, branch=branch
+        )
+    except Exception as exc:  # git or the sandbox provider failed: the task cannot run here
+        logger.exception("sandbox for task %s failed", task.pk)
+        task_give_up(
+            task_id=task.pk, reason=f"the sandbox could not be prepared: {exc}", blocked=BlockedReason.ENVIRONMENT
+        )
+        return None
 
 
 # --- agent runs -------------------------------------------------------------------------------
@@ -230,17 +259,10 @@ def agent_run_begin(*, task_id: int) -> AgentRun | None:
             _enqueue_turn(run.pk, run.turns)
         return run
     ticket = task.ticket
-    try:
-        repo_dir, _base, branch = repository.ticket_repo_prepare(ticket=ticket)
-        sandbox, _workspace = sandbox_acquire(
-            spec_id=ticket.spec_id, task_id=task.pk, repository=str(repo_dir), base_ref=branch, branch=branch
-        )
-    except Exception as exc:  # git or the sandbox provider failed: the task cannot run here
-        logger.exception("sandbox for task %s failed", task.pk)
-        task_give_up(
-            task_id=task.pk, reason=f"the sandbox could not be prepared: {exc}", blocked=BlockedReason.ENVIRONMENT
-        )
+    acquired = _ticket_sandbox(task)
+    if acquired is None:
         return None
+    sandbox, _workspace = acquired
     with transaction.atomic():
         _lock_task(task.pk)
         run = _active_run(task)
@@ -429,9 +451,10 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
     code_changes = code_changes_of(workspace=workspace, base=base)
     passed = checks_pass(test_results)
     summary = str(finish_input.get("summary") or "").strip()
-    event_record(
-        type="task.verification",
-        payload={
+    _task_event(
+        task,
+        "task.verification",
+        {
             "task": task.pk,
             "passed": passed,
             "command": command,
@@ -440,9 +463,6 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
             "tests_failed": test_results["failed"],
             "files": code_changes["files"],
         },
-        spec_id=ticket.spec_id,
-        ticket_id=ticket.pk,
-        task_id=task.pk,
     )
     evidence = [
         {"type": "test_results", "content": test_results},
@@ -470,12 +490,10 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
                 stop_reason="finished and verified",
                 result={"commit": sha},
             )
-            event_record(
-                type="task.verified",
-                payload={"task": task.pk, "commit": sha, "tests_passed": test_results["passed"], "summary": summary},
-                spec_id=ticket.spec_id,
-                ticket_id=ticket.pk,
-                task_id=task.pk,
+            _task_event(
+                task,
+                "task.verified",
+                {"task": task.pk, "commit": sha, "tests_passed": test_results["passed"], "summary": summary},
             )
             task_complete(
                 task_id=task.pk,
@@ -513,16 +531,14 @@ def task_verify(*, run_id: int, tool_use_id: str, finish_input: dict[str, Any]) 
                 f"({settings.OMOI_TASK_MAX_VERIFICATIONS - attempts} verification(s) left).",
                 is_error=True,
             )
-            event_record(
-                type="task.verification_failed",
-                payload={
+            _task_event(
+                task,
+                "task.verification_failed",
+                {
                     "task": task.pk,
                     "attempt": attempts,
                     "output_tail": truncate_text(test_results["output_tail"], 1500),
                 },
-                spec_id=ticket.spec_id,
-                ticket_id=ticket.pk,
-                task_id=task.pk,
             )
             _enqueue_turn(run.pk, locked.turns)
             return "retry"
@@ -580,12 +596,10 @@ def task_give_up(
                 blocked_reason=blocked,
                 blocked_message=message,
             )
-        event_record(
-            type="task.failed",
-            payload={"task": task.pk, "task_type": task.task_type, "reason": reason, "blocked_reason": blocked},
-            spec_id=ticket.spec_id,
-            ticket_id=ticket.pk,
-            task_id=task.pk,
+        _task_event(
+            task,
+            "task.failed",
+            {"task": task.pk, "task_type": task.task_type, "reason": reason, "blocked_reason": blocked},
         )
         spec_id, ticket_id = ticket.spec_id, ticket.pk
         transaction.on_commit(
@@ -633,20 +647,16 @@ def host_step_run(*, task_id: int) -> str:
     task = Task.objects.select_related("ticket__project", "ticket__spec", "ticket__spec_task").get(pk=task_id)
     if task.status != TaskStatus.RUNNING:
         return "stale"
-    ticket = task.ticket
     mode = task_mode(task)
     if mode == "planned":
         document = planned_document(task)
         with transaction.atomic():
-            if _lock_task(task.pk).status != TaskStatus.RUNNING:
-                return "stale"
-            task_complete(
-                task_id=task.pk,
+            completed = _complete_if_running(
+                task,
                 result={"summary": f"{document['type']} taken from the spec's plan", "artifacts": [document]},
                 actor="planner",
             )
-            _dispatch_next(ticket.pk)
-        return "planned"
+        return "planned" if completed else "stale"
     if mode == "tests":
         return _host_tests(task)
     return _host_merge(task)
@@ -658,18 +668,14 @@ def _host_tests(task: Task) -> str:
     if not command:
         task_give_up(task_id=task.pk, reason="no test command is known", blocked=BlockedReason.ENVIRONMENT)
         return "failed"
-    try:
-        repo_dir, _base, branch = repository.ticket_repo_prepare(ticket=ticket)
-        sandbox, workspace = sandbox_acquire(
-            spec_id=ticket.spec_id, task_id=task.pk, repository=str(repo_dir), base_ref=branch, branch=branch
-        )
-    except Exception as exc:
-        task_give_up(
-            task_id=task.pk, reason=f"the sandbox could not be prepared: {exc}", blocked=BlockedReason.ENVIRONMENT
-        )
+    acquired = _ticket_sandbox(task)
+    if acquired is None:
         return "failed"
-    test_results = run_checks(workspace=workspace, command=command)
-    sandbox_release(sandbox_id=sandbox.pk)
+    sandbox, workspace = acquired
+    try:
+        test_results = run_checks(workspace=workspace, command=command)
+    finally:
+        sandbox_release(sandbox_id=sandbox.pk)
     evidence = [{"type": "test_results", "content": test_results}]
     if not checks_pass(test_results):
         task_give_up(
@@ -681,22 +687,16 @@ def _host_tests(task: Task) -> str:
         )
         return "failed"
     with transaction.atomic():
-        if _lock_task(task.pk).status != TaskStatus.RUNNING:
-            return "stale"
-        event_record(
-            type="task.verified",
-            payload={"task": task.pk, "tests_passed": test_results["passed"], "command": command},
-            spec_id=ticket.spec_id,
-            ticket_id=ticket.pk,
-            task_id=task.pk,
-        )
-        task_complete(
-            task_id=task.pk,
+        completed = _complete_if_running(
+            task,
             result={"summary": f"`{command}`: {test_results['passed']} passed", "artifacts": evidence},
             actor="host-tests",
         )
-        _dispatch_next(ticket.pk)
-    return "passed"
+        if completed:
+            _task_event(
+                task, "task.verified", {"task": task.pk, "tests_passed": test_results["passed"], "command": command}
+            )
+    return "passed" if completed else "stale"
 
 
 def _host_merge(task: Task) -> str:
@@ -720,13 +720,7 @@ def _host_merge(task: Task) -> str:
                 evidence=[{"type": "merge_conflict", "content": {"files": result.conflicts, "branch": base}}],
             )
             return "conflict"
-        event_record(
-            type="git.merged",
-            payload={"ticket": ticket.pk, "branch": base, "commit": result.sha},
-            spec_id=ticket.spec_id,
-            ticket_id=ticket.pk,
-            task_id=task.pk,
-        )
+        _task_event(task, "git.merged", {"ticket": ticket.pk, "branch": base, "commit": result.sha})
         task_complete(
             task_id=task.pk,
             result={
@@ -759,24 +753,22 @@ def execution_sweep(*, stuck_after_s: int | None = None, limit: int = 200) -> di
     for run in active_runs:
         agent_turn_task.delay(run.pk, run.turns)
         counts["turns"] += 1
-    running = Task.objects.filter(status=TaskStatus.RUNNING, updated_at__lt=cutoff).select_related("ticket__spec_task")[
-        :limit
-    ]
+    live_run = AgentRun.objects.filter(
+        task=OuterRef("pk"), status__in=[AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING]
+    )
+    running = (
+        Task.objects.filter(status=TaskStatus.RUNNING, updated_at__lt=cutoff)
+        .select_related("ticket__spec_task")
+        .annotate(has_live_run=Exists(live_run))[:limit]
+    )
     for task in running:
-        if task_mode(task) == "agent":
-            if not AgentRun.objects.filter(
-                task=task, status__in=[AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING]
-            ).exists():
-                agent_run_begin_task.delay(task.pk)
-                counts["starts"] += 1
-        else:
+        if task_mode(task) != "agent":
             agent_host_step_task.delay(task.pk)
             counts["host_steps"] += 1
-    pending = Task.objects.filter(status=TaskStatus.PENDING, updated_at__lt=cutoff).exclude(
-        ticket__phase__in=[Phase.BLOCKED, Phase.DONE]
-    )[:limit]
-    for task in pending:
-        if task.phase == task.ticket.phase and task_is_runnable(task):
-            agent_task_start_task.delay(task.pk)
-            counts["dispatches"] += 1
+        elif not task.has_live_run:
+            agent_run_begin_task.delay(task.pk)
+            counts["starts"] += 1
+    for task_id in runnable_tasks().filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:limit]:
+        agent_task_start_task.delay(task_id)
+        counts["dispatches"] += 1
     return counts

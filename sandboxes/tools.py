@@ -252,10 +252,10 @@ def tool_execute(*, workspace: Workspace, name: str, tool_input: dict[str, Any])
             return ToolResult(content=workspace.search(tool_input["pattern"], tool_input.get("path") or "."))
         if name == "write_file":
             content = workspace.write_file(tool_input["path"], tool_input["content"])
-            return ToolResult(content=content, meta={"path": workspace.relative(workspace.resolve(tool_input["path"]))})
+            return ToolResult(content=content, meta={"path": workspace.display_path(tool_input["path"])})
         if name == "edit_file":
             content = workspace.edit_file(tool_input["path"], tool_input["old"], tool_input["new"])
-            return ToolResult(content=content, meta={"path": workspace.relative(workspace.resolve(tool_input["path"]))})
+            return ToolResult(content=content, meta={"path": workspace.display_path(tool_input["path"])})
         command = tool_input["command"]
         reason = environment_probe_reason(command)
         if reason:

@@ -19,6 +19,7 @@ import ctypes
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from django.conf import settings
 
@@ -51,6 +53,26 @@ LIMIT_ADDRESS_SPACE_BYTES = 4 * 1024**3
 LIMIT_FILE_SIZE_BYTES = 1024**3
 LIMIT_OPEN_FILES = 1024
 CPU_SECONDS_BEYOND_TIMEOUT = 10
+
+# What git runs with inside a sandbox: nothing of the repository's own configuration may run code.
+WORKSPACE_GIT_OPTIONS = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+    "-c",
+    "user.name=Omoi",
+    "-c",
+    "user.email=omoi@localhost",
+    "-c",
+    "protocol.allow=never",
+    "-c",
+    "protocol.file.allow=always",
+)
 
 SKIPPED_DIRS = {".git"}
 UNLISTED_DIRS = {
@@ -97,6 +119,53 @@ class CommandResult:
         if self.stderr:
             parts.append("--- stderr ---\n" + self.stderr)
         return "\n".join(parts)
+
+
+@runtime_checkable
+class Workspace(Protocol):
+    """One sandbox as agent tools and host steps see it. Two implementations: the local provider's
+    directory (commands confined by bubblewrap) and Daytona's remote sandbox.
+
+    Tool methods answer text written for the model and raise WorkspaceError / PathRefused for
+    anything the model asked that cannot be done. Host needs go through `git`, `read_bytes` and
+    `write_bytes`: git runs inside the boundary (never on the host in a tree an agent controlled),
+    and code leaves the sandbox only as bytes (a git bundle) that the host fetches into its own
+    repository. Composite operations (commit, export) are built on these in sandboxes.transfer.
+    """
+
+    label: str
+    confined: bool
+
+    def list_files(self, path: str = ".") -> str: ...
+
+    def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str: ...
+
+    def write_file(self, path: str, content: str) -> str: ...
+
+    def edit_file(self, path: str, old: str, new: str) -> str: ...
+
+    def search(self, pattern: str, path: str = ".") -> str: ...
+
+    def display_path(self, path: str) -> str:
+        """The workspace-relative form of a path a tool was given (raises PathRefused outside)."""
+        ...
+
+    def run_command(self, command: str, timeout_s: float | None = None, *, network: bool = False) -> CommandResult:
+        """`bash -c command` in the workspace root, behind the provider's boundary."""
+        ...
+
+    def git(self, *args: str, timeout_s: float = 120.0) -> CommandResult:
+        """`git <args>` in the workspace root, inside the boundary, with hooks, fsmonitor, signing
+        and external helpers off and a fixed identity (Omoi)."""
+        ...
+
+    def read_bytes(self, path: str, *, limit: int) -> bytes:
+        """The bytes of a regular file in the workspace (its .git included), at most `limit`."""
+        ...
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Create or replace a file in the workspace (its .git included) with `data`."""
+        ...
 
 
 def default_path_dirs() -> list[str]:
@@ -212,7 +281,7 @@ def _is_binary(path: Path) -> bool:
         return True
 
 
-class Workspace:
+class LocalWorkspace:
     """The tools' view of one sandbox directory. `home` is the commands' HOME and TMPDIR parent; by
     default a sibling directory `<root>.home`, outside the repository so it is never committed."""
 
@@ -231,9 +300,14 @@ class Workspace:
             if SECRET_NAME_PATTERN.search(name):
                 raise ValueError(f"{name} looks like a secret and may not enter a sandbox")
         self.extra_env = dict(extra_env or {})
+        self.label = f"local:{self.root.name}"
+
+    # Commands run as child processes of the worker (in a PID namespace where possible), not
+    # behind a real boundary; the bubblewrap provider is confined.
+    confined = False
 
     def __repr__(self) -> str:
-        return f"Workspace({str(self.root)!r})"
+        return f"LocalWorkspace({str(self.root)!r})"
 
     # --- paths --------------------------------------------------------------------------
 
@@ -256,6 +330,9 @@ class Workspace:
     def relative(self, resolved: Path) -> str:
         rel = resolved.relative_to(self.root).as_posix()
         return rel or "."
+
+    def display_path(self, path: str) -> str:
+        return self.relative(self.resolve(path))
 
     # --- file tools ---------------------------------------------------------------------
 
@@ -469,7 +546,7 @@ class Workspace:
         env.update(self.extra_env)
         return env
 
-    def run_command(self, command: str, timeout_s: float | None = None) -> CommandResult:
+    def run_command(self, command: str, timeout_s: float | None = None, *, network: bool = False) -> CommandResult:
         """Run `bash -c command` in the workspace. The timeout (default OMOI_COMMAND_TIMEOUT_S,
         at most MAX_COMMAND_TIMEOUT_S) kills the command's whole process group; so does the
         command's end, so nothing it started in the background outlives it."""
@@ -522,6 +599,34 @@ class Workspace:
             timed_out=timed_out,
             duration_s=round(duration, 3),
         )
+
+    # --- host needs: git inside the boundary, bytes in and out -----------------------------
+
+    def git(self, *args: str, timeout_s: float = 120.0) -> CommandResult:
+        quoted = " ".join(shlex.quote(arg) for arg in ("git", *WORKSPACE_GIT_OPTIONS, *args))
+        return self.run_command(quoted, timeout_s=timeout_s)
+
+    def read_bytes(self, path: str, *, limit: int) -> bytes:
+        target = self.resolve(path)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(target, flags)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+        with os.fdopen(descriptor, "rb") as handle:
+            if not os.path.isfile(f"/proc/self/fd/{descriptor}") and not Path(target).is_file():
+                raise WorkspaceError(f"{path} is not a regular file")
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise WorkspaceError(f"{path} is larger than {limit} bytes")
+        return data
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        target = self.resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()
+        target.write_bytes(data)
 
     # --- host-side git ------------------------------------------------------------------
 

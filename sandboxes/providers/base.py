@@ -3,11 +3,12 @@ another process (agent turns run in separate Celery tasks), and removes it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
-from sandboxes.workspace import Workspace
+from sandboxes.workspace import CommandResult, Workspace
 
 if TYPE_CHECKING:
     from sandboxes.models import Sandbox
@@ -21,20 +22,51 @@ class SandboxGone(Exception):
     """A sandbox's workspace no longer exists (released, or its machine was lost)."""
 
 
-class SandboxProvider(Protocol):
-    name: str
+@dataclass
+class SetupOutcome:
+    """What a project's setup_command did in a sandbox: its result, or that a cached result of an
+    earlier sandbox of the same spec was reused (then `result` is that earlier run's)."""
 
-    def acquire(self, *, sandbox: Sandbox, repository: str, base_ref: str, branch: str | None) -> Workspace:
-        """Make the sandbox's workspace: a clone of `repository` with `branch` made at `base_ref`
-        (or `base_ref` checked out when branch is None). Idempotent: an existing workspace is reused."""
+    result: CommandResult
+    reused: bool = False
+
+
+class SandboxProvider(Protocol):
+    """Where workspaces live. Every implementation gives the same Workspace protocol; code enters
+    a sandbox only as git data taken from a repository on this worker (`source`, the host's
+    mirror), and leaves it only as a bundle (sandboxes.transfer)."""
+
+    name: str
+    # True when commands run behind a real boundary (bubblewrap, a remote machine).
+    confined: bool
+
+    def acquire(self, *, sandbox: Sandbox, source: str, ref: str, branch: str | None) -> Workspace:
+        """Make the sandbox's workspace holding commit `ref` of the git repository `source` (a path on
+        this worker), checked out on a new `branch` (detached when None). Idempotent: a workspace
+        that exists (or, remotely, a sandbox labelled with this row's id) is found, not made twice."""
         ...
 
     def attach(self, *, sandbox: Sandbox) -> Workspace:
         """Reopen an acquired workspace, possibly in another process. Raises SandboxGone."""
         ...
 
+    def setup(self, *, sandbox: Sandbox, workspace: Workspace, command: str, cache_key: str) -> SetupOutcome:
+        """Run the project's setup command once in a new workspace, with network allowed for that
+        step only; reuse the result of an earlier run with the same cache_key where the provider
+        can (a cached layer, a snapshot)."""
+        ...
+
+    def touch(self, *, sandbox: Sandbox) -> None:
+        """Record activity, so that a provider's auto-stop does not stop a sandbox a run still uses."""
+        ...
+
     def release(self, *, sandbox: Sandbox) -> None:
         """Remove the workspace. Idempotent."""
+        ...
+
+    def reap(self, *, keep: set[str]) -> list[str]:
+        """Remove this provider's sandboxes (labelled as Omoi's) whose external id is not in `keep`;
+        returns the ids removed."""
         ...
 
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from sandboxes.git import clone, git_run, resolve_ref
-from sandboxes.providers.base import SandboxGone
-from sandboxes.workspace import Workspace
+from sandboxes.providers.base import SandboxGone, SetupOutcome
+from sandboxes.workspace import LocalWorkspace, Workspace
 
 if TYPE_CHECKING:
     from sandboxes.models import Sandbox
@@ -26,10 +26,12 @@ class LocalSandboxProvider:
     def workspace_dir(self, sandbox: Sandbox) -> Path:
         return self.root / str(sandbox.pk)
 
-    def _workspace(self, directory: Path) -> Workspace:
-        return Workspace(directory, home=directory.parent / f"{directory.name}.home")
+    def _workspace(self, directory: Path) -> LocalWorkspace:
+        return LocalWorkspace(directory, home=directory.parent / f"{directory.name}.home")
 
-    def acquire(self, *, sandbox: Sandbox, repository: str, base_ref: str, branch: str | None) -> Workspace:
+    confined = False
+
+    def acquire(self, *, sandbox: Sandbox, source: str, ref: str, branch: str | None) -> LocalWorkspace:
         directory = self.workspace_dir(sandbox)
         if (directory / ".git").is_dir():
             return self._workspace(directory)
@@ -37,8 +39,8 @@ class LocalSandboxProvider:
         partial = self.root / f"{sandbox.pk}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(directory, ignore_errors=True)
-        clone(repository, partial)
-        sha = resolve_ref(partial, base_ref)
+        clone(source, partial)
+        sha = resolve_ref(partial, ref)
         if branch:
             git_run("checkout", "--quiet", "-B", branch, sha, cwd=partial)
         else:
@@ -48,11 +50,20 @@ class LocalSandboxProvider:
         (workspace.home / "tmp").mkdir(parents=True, exist_ok=True)
         return workspace
 
-    def attach(self, *, sandbox: Sandbox) -> Workspace:
+    def attach(self, *, sandbox: Sandbox) -> LocalWorkspace:
         directory = Path(sandbox.workspace_path) if sandbox.workspace_path else self.workspace_dir(sandbox)
         if not (directory / ".git").is_dir():
             raise SandboxGone(f"the workspace of sandbox {sandbox.pk} ({directory}) no longer exists")
         return self._workspace(directory)
+
+    def setup(self, *, sandbox: Sandbox, workspace: Workspace, command: str, cache_key: str) -> SetupOutcome:
+        return SetupOutcome(result=workspace.run_command(command, network=True))
+
+    def touch(self, *, sandbox: Sandbox) -> None:
+        return None
+
+    def reap(self, *, keep: set[str]) -> list[str]:
+        return []
 
     def release(self, *, sandbox: Sandbox) -> None:
         directory = Path(sandbox.workspace_path) if sandbox.workspace_path else self.workspace_dir(sandbox)

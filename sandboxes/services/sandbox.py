@@ -62,8 +62,8 @@ def sandbox_acquire(
     try:
         workspace = provider.acquire(
             sandbox=sandbox,
-            repository=repository,
-            base_ref=sandbox.base_branch or base_ref,
+            source=repository,
+            ref=sandbox.base_branch or base_ref,
             branch=sandbox.branch or None,
         )
     except Exception as exc:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.workspace import Workspace
+from sandboxes.workspace import LocalWorkspace
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -37,13 +37,13 @@ def git_repo(tmp_path) -> Path:
 
 
 @pytest.fixture
-def workspace(git_repo, tmp_path) -> Workspace:
+def workspace(git_repo, tmp_path) -> LocalWorkspace:
     """A workspace over a clone of git_repo, on branch work."""
     clone = tmp_path / "ws" / "repo"
     clone.parent.mkdir()
     git("clone", "--quiet", str(git_repo), str(clone), cwd=tmp_path)
     git("checkout", "--quiet", "-b", "work", cwd=clone)
-    return Workspace(clone)
+    return LocalWorkspace(clone)
 
 
 @pytest.fixture

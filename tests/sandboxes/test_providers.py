@@ -31,9 +31,9 @@ def test_local_acquire_clones_on_a_new_branch_and_is_idempotent(git_repo, sandbo
     sandbox = Sandbox.objects.create(provider="local")
     provider = LocalSandboxProvider()
 
-    workspace = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="omoi/task-1")
+    workspace = provider.acquire(sandbox=sandbox, source=str(git_repo), ref="main", branch="omoi/task-1")
     workspace.write_file("work.txt", "in progress\n")
-    again = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="omoi/task-1")
+    again = provider.acquire(sandbox=sandbox, source=str(git_repo), ref="main", branch="omoi/task-1")
 
     assert workspace.root == again.root == (sandbox_root / str(sandbox.pk)).resolve()
     assert (again.root / "work.txt").read_text() == "in progress\n"
@@ -56,12 +56,12 @@ def test_local_acquire_from_a_remote_branch_and_read_only_checkout(git_repo, san
 
     task_ws = provider.acquire(
         sandbox=Sandbox.objects.create(provider="local"),
-        repository=str(git_repo),
-        base_ref="omoi/spec-1",
+        source=str(git_repo),
+        ref="omoi/spec-1",
         branch="omoi/task-2",
     )
     planning_ws = provider.acquire(
-        sandbox=Sandbox.objects.create(provider="local"), repository=str(git_repo), base_ref="main", branch=None
+        sandbox=Sandbox.objects.create(provider="local"), source=str(git_repo), ref="main", branch=None
     )
 
     assert task_ws.head_sha() == spec_head
@@ -74,7 +74,7 @@ def test_local_acquire_from_a_remote_branch_and_read_only_checkout(git_repo, san
 def test_attach_reopens_and_release_removes(git_repo, sandbox_root):
     sandbox = Sandbox.objects.create(provider="local")
     provider = LocalSandboxProvider()
-    workspace = provider.acquire(sandbox=sandbox, repository=str(git_repo), base_ref="main", branch="b")
+    workspace = provider.acquire(sandbox=sandbox, source=str(git_repo), ref="main", branch="b")
     sandbox.workspace_path = str(workspace.root)
 
     assert LocalSandboxProvider().attach(sandbox=sandbox).root == workspace.root

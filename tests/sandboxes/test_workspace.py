@@ -8,7 +8,7 @@ import pytest
 
 from sandboxes.git import git_run
 from sandboxes.tools import environment_probe_reason, tool_execute
-from sandboxes.workspace import MAX_OUTPUT_CHARS, PathRefused, Workspace, WorkspaceError
+from sandboxes.workspace import MAX_OUTPUT_CHARS, LocalWorkspace, PathRefused, WorkspaceError
 
 SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-test-secret",
@@ -203,8 +203,8 @@ def test_commands_see_none_of_the_servers_environment(workspace, monkeypatch):
 
 def test_extra_environment_may_not_carry_secrets(tmp_path):
     with pytest.raises(ValueError, match="GITHUB_TOKEN looks like a secret"):
-        Workspace(tmp_path, extra_env={"GITHUB_TOKEN": "x"})
-    assert Workspace(tmp_path, extra_env={"APP_MODE": "test"}).command_env()["APP_MODE"] == "test"
+        LocalWorkspace(tmp_path, extra_env={"GITHUB_TOKEN": "x"})
+    assert LocalWorkspace(tmp_path, extra_env={"APP_MODE": "test"}).command_env()["APP_MODE"] == "test"
 
 
 @pytest.mark.parametrize(
@@ -349,3 +349,31 @@ def test_changed_files_and_diff_stat_include_uncommitted_and_untracked_work(work
         " 3 files changed, 5 insertions(+), 1 deletion(-)",
     ]
     assert git_run("status", "--porcelain", cwd=workspace.root) == index_before
+
+
+def test_git_runs_in_the_workspace_without_the_repository_hooks(workspace):
+    hook = workspace.root / ".git" / "hooks" / "post-commit"
+    marker = workspace.root.parent / "hook-ran"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    (workspace.root / "new.txt").write_text("hello\n")
+
+    assert workspace.git("add", "-A").exit_code == 0
+    committed = workspace.git("commit", "-q", "-m", "work")
+
+    assert committed.exit_code == 0, committed.as_text()
+    assert not marker.exists()
+    assert workspace.git("log", "-1", "--format=%an %s").stdout.strip() == "Omoi agent work"
+
+
+def test_read_bytes_refuses_a_symlink_out_of_the_workspace(workspace, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    (workspace.root / "link").symlink_to(secret)
+    workspace.write_bytes("data.bin", b"\x00\x01")
+
+    assert workspace.read_bytes("data.bin", limit=10) == b"\x00\x01"
+    with pytest.raises(PathRefused):
+        workspace.read_bytes("link", limit=100)
+    with pytest.raises(WorkspaceError, match="larger than"):
+        workspace.read_bytes("data.bin", limit=1)

@@ -12,3 +12,9 @@ def events_after(*, spec_id: int, after: int = 0, limit: int = EVENTS_PAGE_LIMIT
     (capped at 500): a client resumes its stream by passing the last sequence it saw."""
     limit = max(1, min(int(limit), EVENTS_PAGE_LIMIT))
     return SandboxEvent.objects.filter(spec_id=spec_id, sequence__gt=max(int(after), 0)).order_by("sequence")[:limit]
+
+
+def run_transcript(*, run) -> list[dict]:
+    """An agent run's transcript as Messages API messages ({role, content}), oldest first. Read it
+    through this function only: where the transcript is stored is the agent loop's business."""
+    return list(run.messages or [])

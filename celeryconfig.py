@@ -54,25 +54,15 @@ task_queues = (
     Queue("events"),
     Queue("default"),
 )
+# A step's queue is chosen when it is sent (omoi/leases.py: the work kind's route, a node's own
+# queue when the step needs that node's disk); these are the defaults.
 task_routes = {
-    "specs.tasks.planning_*": {"queue": "planning"},
-    "tickets.tasks.agent_*": {"queue": "execution"},
+    "specs.tasks.spec_step_task": {"queue": "planning"},
+    "tickets.tasks.ticket_step_task": {"queue": "execution"},
     "sandboxes.tasks.*": {"queue": "execution"},
     "*.tasks.event_*": {"queue": "events"},
 }
 
 beat_schedule: dict = {
-    "specs-planning-sweep": {"task": "specs.tasks.planning_sweep_task", "schedule": settings.OMOI_SWEEP_INTERVAL_S},
-    "tickets-execution-sweep": {
-        "task": "tickets.tasks.agent_execution_sweep_task",
-        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
-    },
-    "tickets-progress-sweep": {
-        "task": "tickets.tasks.ticket_progress_sweep_task",
-        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
-    },
-    "specs-completion-sweep": {
-        "task": "specs.tasks.spec_completion_sweep_task",
-        "schedule": settings.OMOI_SWEEP_INTERVAL_S,
-    },
+    "omoi-reconcile": {"task": "omoi.tasks.reconcile_task", "schedule": settings.OMOI_RECONCILE_INTERVAL_S},
 }

@@ -3,12 +3,33 @@
 import os
 
 from celery import Celery
+from celery.signals import celeryd_after_setup, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omoi.settings")
 
 app = Celery("omoi")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["omoi", "sandboxes", "tickets", "specs"])
+
+
+@celeryd_after_setup.connect
+def _node_queue(sender: str, instance, **kwargs) -> None:
+    """Each worker also consumes a queue of its own (steps that need its local disk go there)."""
+    from omoi.nodes import node_queue, node_set
+
+    node_set(sender)
+    os.environ["OMOI_NODE_NAME"] = sender
+    instance.app.amqp.queues.select_add(node_queue(sender))
+
+
+@worker_ready.connect
+def _node_ready(sender, **kwargs) -> None:
+    from omoi.nodes import current_node, node_started, start_node_heartbeat
+
+    name = current_node()
+    if name:
+        node_started(name)
+        start_node_heartbeat(name)
 
 
 def queues_purge() -> None:

@@ -18,7 +18,12 @@ logger = logging.getLogger(__name__)
 
 
 class GitHubError(Exception):
-    """GitHub refused the request or could not be reached."""
+    """GitHub refused the request or could not be reached. `transient`: trying again later may help
+    (a connection, a timeout, a rate limit, a server error)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class GitHubClient:
                 response = self.http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 if attempt == self.max_attempts:
-                    raise GitHubError(f"GitHub at {self.api_url} could not be reached: {exc}") from exc
+                    raise GitHubError(f"GitHub at {self.api_url} could not be reached: {exc}", transient=True) from exc
             else:
                 retryable = (
                     response.status_code >= 500
@@ -73,7 +78,8 @@ class GitHubClient:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
-            raise GitHubError(f"{what} failed: HTTP {response.status_code}: {message}")
+            transient = response.status_code >= 500 or response.status_code == 429
+            raise GitHubError(f"{what} failed: HTTP {response.status_code}: {message}", transient=transient)
         return response.json()
 
     def pull_request_find(self, *, repo: str, head: str) -> PullRequest | None:

@@ -12,6 +12,7 @@ class LLMUsage(models.Model):
         "sandboxes.AgentRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="llm_usage"
     )
     phase = models.CharField(max_length=32, blank=True)
+    turn = models.PositiveIntegerField(null=True, blank=True, help_text="The agent run's turn this call made.")
     provider = models.CharField(max_length=32)
     model = models.CharField(max_length=128)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -26,3 +27,64 @@ class LLMUsage(models.Model):
         verbose_name = "LLM usage"
         verbose_name_plural = "LLM usage"
         indexes = [models.Index(fields=["spec", "phase"], name="omoi_usage_spec_phase")]
+        constraints = [
+            # A turn's usage is recorded with the turn, once, however often its message was delivered.
+            models.UniqueConstraint(fields=["agent_run", "turn"], name="omoi_usage_once_per_turn")
+        ]
+
+
+class Lease(models.Model):
+    """A unit of work that should be moving, and who is doing it.
+
+    One row per (kind, object): a spec's next step, a ticket's next step. `work_enqueue` writes it in
+    the transaction that made the work due and sends its Celery message on commit; a worker claims it
+    (owner and expiry, renewed by a heartbeat while it runs), does the slow part outside every row
+    lock, and commits the outcome in one short transaction that only the owner may make, deleting the
+    row or handing it to the next step. A row that nobody holds (a lost message) or whose expiry has
+    passed (a killed worker) is found by the reconciler and sent again: the database, not the broker,
+    is the truth. See omoi/leases.py.
+    """
+
+    kind = models.CharField(max_length=32)
+    object_id = models.PositiveBigIntegerField()
+    queue = models.CharField(max_length=200, blank=True, help_text="Where its message goes; empty: the task's route.")
+    owner = models.CharField(max_length=200, blank=True, help_text="Empty while the step waits for a worker.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField()
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Back-off after a failure.")
+    rerun = models.BooleanField(default=False, help_text="More work arrived while the step ran: run again.")
+    token = models.CharField(max_length=32, blank=True)
+    claims = models.PositiveIntegerField(default=0, help_text="Claims of this step (a killed worker repeats one).")
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failures of this step.")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "object_id"], name="omoi_lease_one_per_object")]
+        indexes = [
+            models.Index(fields=["owner", "expires_at"], name="omoi_lease_owner_expiry"),
+            models.Index(fields=["enqueued_at"], name="omoi_lease_enqueued"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.object_id}"
+
+
+class WorkerNode(models.Model):
+    """A Celery worker process tree (a machine, in production) and the queue only it consumes.
+    Steps that need its local disk (a local sandbox) are routed there; a node that stops beating is
+    dead, and the reconciler hands its work to the others."""
+
+    name = models.CharField(max_length=200, unique=True)
+    queue = models.CharField(max_length=200)
+    data_dir = models.CharField(max_length=1000, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -81,9 +81,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests use a file, not memory, so that a real worker process sees the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / env("OMOI_SQLITE_TEST_NAME", default="test-omoi.sqlite3"))}
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Persistent connections (checked before reuse): a worker hop or a request does not pay for a new
+# connection each time.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=300))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -152,14 +153,25 @@ OMOI_REPLAY_SCRIPT = env("OMOI_REPLAY_SCRIPT", default="")
 OMOI_CONTEXT_SUMMARY_MODEL = env.bool("OMOI_CONTEXT_SUMMARY_MODEL", default=False)
 OMOI_PHASE_MAX_ATTEMPTS = env.int("OMOI_PHASE_MAX_ATTEMPTS", default=3)
 OMOI_PLANNING_MAX_TURNS = env.int("OMOI_PLANNING_MAX_TURNS", default=30)
-OMOI_PLANNING_STUCK_AFTER_S = env.int("OMOI_PLANNING_STUCK_AFTER_S", default=900)
 OMOI_TASK_BUDGET_USD = env.float("OMOI_TASK_BUDGET_USD", default=5.0)
 OMOI_TASK_MAX_TURNS = env.int("OMOI_TASK_MAX_TURNS", default=40)
 OMOI_TASK_MAX_SECONDS = env.int("OMOI_TASK_MAX_SECONDS", default=3600)
 OMOI_TASK_MAX_VERIFICATIONS = env.int("OMOI_TASK_MAX_VERIFICATIONS", default=3)
-OMOI_EXECUTION_STUCK_AFTER_S = env.int("OMOI_EXECUTION_STUCK_AFTER_S", default=900)
-# How often beat runs the sweepers that re-enqueue work whose message was lost.
-OMOI_SWEEP_INTERVAL_S = env.float("OMOI_SWEEP_INTERVAL_S", default=60.0)
+
+# --- Durable work (omoi/leases.py, omoi/reconcile.py, omoi/nodes.py) ------------------------
+# A step's lease: renewed every third of it while the step runs; a killed worker's step runs again
+# once it has expired (and the reconciler has noticed).
+OMOI_LEASE_S = env.float("OMOI_LEASE_S", default=30.0)
+OMOI_RECONCILE_INTERVAL_S = env.float("OMOI_RECONCILE_INTERVAL_S", default=10.0)
+OMOI_NODE_BEAT_S = env.float("OMOI_NODE_BEAT_S", default=5.0)
+OMOI_NODE_DEAD_S = env.float("OMOI_NODE_DEAD_S", default=30.0)
+# Transient failures of one step (a connection, a timeout, a rate limit) retry with back-off
+# (OMOI_WORK_BACKOFF_S doubling, at most OMOI_WORK_BACKOFF_MAX_S) this many times in a row.
+OMOI_WORK_MAX_FAILURES = env.int("OMOI_WORK_MAX_FAILURES", default=8)
+OMOI_WORK_BACKOFF_S = env.float("OMOI_WORK_BACKOFF_S", default=2.0)
+OMOI_WORK_BACKOFF_MAX_S = env.float("OMOI_WORK_BACKOFF_MAX_S", default=120.0)
+# A step whose worker died this many times is given up (a poison step).
+OMOI_WORK_MAX_CLAIMS = env.int("OMOI_WORK_MAX_CLAIMS", default=20)
 
 # --- Sandboxes ------------------------------------------------------------------------------
 OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from sandboxes.models import AgentRun, AgentRunStatus, Sandbox, SandboxEvent
+from sandboxes.selectors import run_transcript
 from sandboxes.services.agent import agent_run_finish
 from sandboxes.services.sandbox import sandbox_release
 
@@ -78,7 +79,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["kind", "status", "phase"]
     search_fields = ["phase", "stop_reason", "error"]
     list_select_related = ["spec", "task"]
-    exclude = ["messages", "system_prompt", "pending_tool_results"]
+    exclude = ["system_prompt", "pending_tool_results"]
     readonly_fields = [
         "kind",
         "status",
@@ -105,7 +106,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def transcript(self, run: AgentRun) -> str:
         return format_html(
             '<pre style="white-space: pre-wrap; max-width: 120ch">{}</pre>',
-            transcript_text(run.system_prompt, run.messages),
+            transcript_text(run.system_prompt, run_transcript(run=run)),
         )
 
     @admin.action(description="Cancel the selected runs")

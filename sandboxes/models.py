@@ -6,7 +6,7 @@ spec they serve only by string reference.
 from django.db import models
 from django.db.models import Q
 
-from tickets.models import choices_check
+from omoi.db import choices_check
 
 
 class SandboxStatus(models.TextChoices):
@@ -14,6 +14,10 @@ class SandboxStatus(models.TextChoices):
     READY = "ready", "Ready"
     RELEASED = "released", "Released"
     FAILED = "failed", "Failed"
+    LOST = "lost", "Lost with its worker"
+
+
+LIVE_SANDBOX_STATUSES = (SandboxStatus.CREATING, SandboxStatus.READY)
 
 
 class AgentRunKind(models.TextChoices):
@@ -34,7 +38,13 @@ class Sandbox(models.Model):
     external_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=SandboxStatus.choices, default=SandboxStatus.CREATING)
     spec = models.ForeignKey("specs.Spec", on_delete=models.SET_NULL, null=True, blank=True, related_name="sandboxes")
+    ticket = models.ForeignKey(
+        "tickets.Ticket", on_delete=models.SET_NULL, null=True, blank=True, related_name="sandboxes"
+    )
     task = models.ForeignKey("tickets.Task", on_delete=models.SET_NULL, null=True, blank=True, related_name="sandboxes")
+    node = models.CharField(
+        max_length=200, blank=True, help_text="The worker node whose disk holds a local workspace; empty: any."
+    )
     workspace_path = models.CharField(max_length=1000, blank=True)
     branch = models.CharField(max_length=255, blank=True)
     base_branch = models.CharField(max_length=255, blank=True)
@@ -53,10 +63,16 @@ class Sandbox(models.Model):
                 name="sandboxes_sandbox_unique_external",
             ),
             models.UniqueConstraint(
-                fields=["task"],
-                condition=Q(status__in=["creating", "ready"]),
-                name="sandboxes_sandbox_one_live_per_task",
-                violation_error_message="A task has at most one live sandbox.",
+                fields=["ticket"],
+                condition=Q(status__in=["creating", "ready"], ticket__isnull=False),
+                name="sandboxes_sandbox_one_live_per_ticket",
+                violation_error_message="A ticket has at most one live sandbox.",
+            ),
+            models.UniqueConstraint(
+                fields=["spec"],
+                condition=Q(status__in=["creating", "ready"], ticket__isnull=True, spec__isnull=False),
+                name="sandboxes_sandbox_one_live_planning_per_spec",
+                violation_error_message="A spec's planning has at most one live sandbox.",
             ),
         ]
         indexes = [models.Index(fields=["status", "last_activity_at"], name="sandboxes_sbx_status_activity")]
@@ -77,7 +93,8 @@ class AgentRun(models.Model):
     sandbox = models.ForeignKey(Sandbox, on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_runs")
     status = models.CharField(max_length=16, choices=AgentRunStatus.choices, default=AgentRunStatus.RUNNING)
     system_prompt = models.TextField(blank=True)
-    messages = models.JSONField(default=list, blank=True)
+    message_count = models.PositiveIntegerField(default=0, help_text="Messages in the transcript (AgentMessage rows).")
+    base_sha = models.CharField(max_length=64, blank=True, help_text="The commit the run's work started from.")
     pending_tool_results = models.JSONField(
         default=list,
         blank=True,
@@ -102,6 +119,64 @@ class AgentRun(models.Model):
             models.Index(fields=["spec", "phase"], name="sandboxes_run_spec_phase"),
             models.Index(fields=["status", "updated_at"], name="sandboxes_run_status_time"),
         ]
+
+
+class AgentMessage(models.Model):
+    """One message of an agent run's transcript, in the Messages API shape ({role, content}). A
+    turn appends rows; nothing rewrites the transcript, so a turn's cost does not grow with it."""
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="transcript")
+    position = models.PositiveIntegerField()
+    role = models.CharField(max_length=16)
+    content = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="sandboxes_message_unique_position"),
+            models.CheckConstraint(condition=Q(role__in=["user", "assistant"]), name="sandboxes_message_role_valid"),
+        ]
+
+    def as_message(self) -> dict:
+        return {"role": self.role, "content": self.content}
+
+
+class GitRef(models.Model):
+    """A branch Omoi maintains (a spec branch, a ticket branch) and the commit it points at. The
+    database is the truth of where each branch is; a worker's mirror is a cache rebuilt from the
+    project's repository plus the GitBundles of the scope (sandboxes/services/gitstore.py)."""
+
+    scope = models.CharField(max_length=200, help_text="Which mirror: spec-<id>-<stamp> or project-<id>-<stamp>.")
+    name = models.CharField(max_length=255)
+    sha = models.CharField(max_length=64)
+    spec = models.ForeignKey("specs.Spec", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "name"]
+        constraints = [models.UniqueConstraint(fields=["scope", "name"], name="sandboxes_gitref_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.name}@{self.sha[:10]}"
+
+
+class GitBundle(models.Model):
+    """Git objects Omoi made (a task's verified commits, a merge), as a bundle `base..tip`: code
+    crosses between sandboxes, workers and the host only as this data, and any worker can rebuild a
+    mirror from the project's repository plus these rows."""
+
+    scope = models.CharField(max_length=200)
+    tip = models.CharField(max_length=64)
+    base = models.CharField(max_length=64, blank=True)
+    data = models.BinaryField()
+    size = models.PositiveIntegerField(default=0)
+    spec = models.ForeignKey("specs.Spec", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["scope", "tip"], name="sandboxes_gitbundle_unique_tip")]
 
 
 class EventCounter(models.Model):

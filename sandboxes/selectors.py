@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from sandboxes.models import SandboxEvent
+from sandboxes.models import AgentMessage, SandboxEvent
 
 EVENTS_PAGE_LIMIT = 500
 
@@ -17,4 +17,5 @@ def events_after(*, spec_id: int, after: int = 0, limit: int = EVENTS_PAGE_LIMIT
 def run_transcript(*, run) -> list[dict]:
     """An agent run's transcript as Messages API messages ({role, content}), oldest first. Read it
     through this function only: where the transcript is stored is the agent loop's business."""
-    return list(run.messages or [])
+    rows = AgentMessage.objects.filter(run_id=run.pk).order_by("position").values_list("role", "content")
+    return [{"role": role, "content": content} for role, content in rows]

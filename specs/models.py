@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from tickets.models import Phase, Priority, choices_check
+from omoi.db import choices_check
+from tickets.models import Phase, Priority
 
 
 class SpecStatus(models.TextChoices):
@@ -43,6 +44,7 @@ class SpecTaskStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     IN_PROGRESS = "in_progress", "In progress"
     COMPLETED = "completed", "Completed"
+    BLOCKED = "blocked", "Blocked"
     FAILED = "failed", "Failed"
 
 
@@ -64,12 +66,8 @@ class Spec(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     phase_started_at = models.DateTimeField(null=True, blank=True)
-    # The claim on the running planning phase: a token written by a conditional UPDATE, so a phase
-    # never runs twice at once; the heartbeat is the last sign of life (enqueue, claim, each turn)
-    # that the stuck-planning sweeper compares with OMOI_PLANNING_STUCK_AFTER_S.
-    phase_claim = models.CharField(max_length=64, blank=True)
-    phase_heartbeat_at = models.DateTimeField(null=True, blank=True)
     branch_name = models.CharField(max_length=255, blank=True)
+    branch_pushed_at = models.DateTimeField(null=True, blank=True)
     pull_request_url = models.URLField(max_length=1000, blank=True)
     pull_request_number = models.PositiveIntegerField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -91,7 +89,6 @@ class Spec(models.Model):
         indexes = [
             models.Index(fields=["project", "status"], name="specs_spec_project_status"),
             models.Index(fields=["status", "updated_at"], name="specs_spec_status_time"),
-            models.Index(fields=["status", "phase_heartbeat_at"], name="specs_spec_status_heartbeat"),
         ]
 
     def __str__(self) -> str:

@@ -1,17 +1,23 @@
-"""Reactions of the planning domain to what the execution domain reports. Receivers only
-enqueue a task by id; the work happens in specs/services/completion.py."""
+"""Reactions of the planning domain to what the execution domain reports. Receivers only make sure
+the spec's step runs (specs/services/steps.py does the work)."""
 
+from django.db import transaction
 from django.dispatch import receiver
 
 from tickets.signals import ticket_blocked, ticket_completed
 
 
+def _spec_step_due(spec_id: int) -> None:
+    from specs.services.planning import spec_work_enqueue
+
+    with transaction.atomic():
+        spec_work_enqueue(spec_id=spec_id)
+
+
 @receiver(ticket_completed, dispatch_uid="specs.ticket_completed")
 def ticket_completed_received(sender, *, ticket_id: int, spec_id: int | None, **kwargs) -> None:
     if spec_id is not None:
-        from specs.tasks import spec_completion_task
-
-        spec_completion_task.delay(spec_id)
+        _spec_step_due(spec_id)
 
 
 @receiver(ticket_blocked, dispatch_uid="specs.ticket_blocked")
@@ -19,6 +25,4 @@ def ticket_blocked_received(
     sender, *, ticket_id: int, spec_id: int | None, reason: str, message: str, **kwargs
 ) -> None:
     if spec_id is not None:
-        from specs.tasks import spec_execution_failed_task
-
-        spec_execution_failed_task.delay(spec_id, ticket_id, reason, message[:2000])
+        _spec_step_due(spec_id)

@@ -66,5 +66,5 @@ def spec_usage(*, spec_id: int) -> dict[str, int | str]:
 
 
 def spec_transcripts(*, spec_id: int, kind: str | None = AgentRunKind.PLANNING) -> QuerySet[AgentRun]:
-    runs = AgentRun.objects.filter(spec_id=spec_id).order_by("id")
+    runs = AgentRun.objects.filter(spec_id=spec_id).prefetch_related("transcript").order_by("id")
     return runs.filter(kind=kind) if kind else runs

@@ -161,6 +161,8 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class TranscriptSerializer(serializers.ModelSerializer):
+    messages = serializers.SerializerMethodField(help_text="The conversation in the Messages API shape.")
+
     class Meta:
         model = AgentRun
         fields = [
@@ -179,3 +181,6 @@ class TranscriptSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+    def get_messages(self, run: AgentRun) -> list[dict]:
+        return [row.as_message() for row in run.transcript.all()]

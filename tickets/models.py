@@ -9,13 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-
-def choices_check(field: str, choices: type[models.TextChoices], *, blank: bool = False) -> models.CheckConstraint:
-    """A CheckConstraint that keeps `field` inside `choices` (and optionally empty)."""
-    condition = Q(**{f"{field}__in": choices.values})
-    if blank:
-        condition |= Q(**{field: ""})
-    return models.CheckConstraint(condition=condition, name=f"%(app_label)s_%(class)s_{field}_valid")
+from omoi.db import choices_check
 
 
 class Phase(models.TextChoices):
@@ -50,6 +44,8 @@ class BlockedReason(models.TextChoices):
     FAILING_CHECKS = "failing_checks", "Failing checks"
     ENVIRONMENT = "environment", "Environment problem"
     BUDGET = "budget", "Budget exhausted"
+    TURN_LIMIT = "turn_limit", "Turn or time limit reached"
+    STUCK = "stuck", "Stuck (stopped by the guardian)"
     MERGE_CONFLICT = "merge_conflict", "Merge conflict"
     OTHER = "other", "Other"
 

@@ -8,7 +8,7 @@ from django.dispatch import Signal
 # ticket made by hand). Sent by tickets.services.transitions.ticket_transition.
 ticket_completed = Signal()
 
-# Sent on commit when the host gives up on a ticket's task (failing checks after the last
-# verification, a merge conflict, an exhausted budget, a broken environment) and blocks the
-# ticket, with `ticket_id`, `spec_id`, `reason` (a BlockedReason) and `message`.
+# Sent once a ticket's move to BLOCKED has committed (failing checks after the last verification,
+# a failed gate, a merge conflict, an exhausted budget, a broken environment, a move by hand), with
+# `ticket_id`, `spec_id`, `reason` (a BlockedReason) and `message`. Sent by ticket_transition.
 ticket_blocked = Signal()

@@ -12,6 +12,7 @@ from omoi.llm.base import (
     get_provider,
     text_of,
     tool_uses_of,
+    usage_record,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "get_provider",
     "text_of",
     "tool_uses_of",
+    "usage_record",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import anthropic
 from django.conf import settings
 
-from omoi.llm.base import LLMError, LLMResponse, Usage, UsageContext, estimate_cost, usage_record
+from omoi.llm.base import LLMError, LLMResponse, Usage, UsageContext, estimate_cost
 
 
 def _block_dict(block: Any) -> dict[str, Any]:
@@ -32,6 +32,15 @@ def _block_dict(block: Any) -> dict[str, Any]:
     if data.get("type") == "thinking":
         return {"type": "thinking", "thinking": data.get("thinking", ""), "signature": data.get("signature", "")}
     return data
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether trying again later may help: timeouts, connections, 408/409/429 and 5xx (529 too)."""
+    if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):
+        return True
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
 
 
 def _error_message(exc: Exception) -> str:
@@ -117,7 +126,7 @@ class AnthropicProvider:
         try:
             message = self.client.messages.create(**request, timeout=self.timeout_s)
         except anthropic.AnthropicError as exc:
-            raise LLMError(_error_message(exc)) from exc
+            raise LLMError(_error_message(exc), transient=_transient(exc)) from exc
         raw = message.usage
         usage = Usage(
             input_tokens=raw.input_tokens or 0,
@@ -127,10 +136,10 @@ class AnthropicProvider:
         )
         model = str(message.model or self.model)
         usage.cost_usd = estimate_cost(model, usage)
-        usage_record(provider=self.name, model=model, usage=usage, context=context)
         return LLMResponse(
             content=[_block_dict(block) for block in message.content],
             stop_reason=str(message.stop_reason or "end_turn"),
             model=model,
             usage=usage,
+            provider=self.name,
         )

@@ -16,7 +16,13 @@ from django.conf import settings
 
 
 class LLMError(Exception):
-    """The model could not be reached or answered unusably, after the provider's own retries."""
+    """The model could not be reached or answered unusably, after the provider's own retries.
+    `transient` says whether trying again later may help (a timeout, a connection, a rate limit,
+    a server error) or not (a rejected key or request, a replay script that does not fit)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ReplayExhausted(LLMError):
@@ -51,6 +57,7 @@ class LLMResponse:
     stop_reason: str
     model: str
     usage: Usage = field(default_factory=Usage)
+    provider: str = ""
 
     def as_message(self) -> dict[str, Any]:
         return {"role": "assistant", "content": self.content}
@@ -68,7 +75,8 @@ class LLMProvider(Protocol):
         context: UsageContext,
         max_tokens: int | None = None,
     ) -> LLMResponse:
-        """One model call. Records its usage (LLMUsage row) before returning."""
+        """One model call. The caller records its usage (usage_record), with the turn it made, in the
+        transaction that keeps the turn, so a repeated delivery never counts a call twice."""
         ...
 
 
@@ -106,10 +114,11 @@ def estimate_cost(model: str, usage: Usage) -> Decimal:
     return cost.quantize(Decimal("0.000001"))
 
 
-def usage_record(*, provider: str, model: str, usage: Usage, context: UsageContext) -> None:
+def usage_record(*, provider: str, model: str, usage: Usage, context: UsageContext, turn: int | None = None) -> None:
     from omoi.models import LLMUsage
 
     LLMUsage.objects.create(
+        turn=turn,
         provider=provider,
         model=model,
         spec_id=context.spec_id,

@@ -39,7 +39,7 @@ from typing import Any
 
 from django.conf import settings
 
-from omoi.llm.base import LLMError, LLMResponse, ReplayExhausted, Usage, UsageContext, estimate_cost, usage_record
+from omoi.llm.base import LLMError, LLMResponse, ReplayExhausted, Usage, UsageContext, estimate_cost
 
 TURN_KEYS = {"tool", "input", "text", "tools", "content", "stop_reason", "usage"}
 
@@ -167,5 +167,4 @@ class ReplayProvider:
         )
         model = self.script().get("model", "replay")
         usage.cost_usd = estimate_cost(model, usage)
-        usage_record(provider=self.name, model=model, usage=usage, context=context)
-        return LLMResponse(content=content, stop_reason=stop_reason, model=model, usage=usage)
+        return LLMResponse(content=content, stop_reason=stop_reason, model=model, usage=usage, provider=self.name)

@@ -4,6 +4,7 @@ commands' home directory beside it (OMOI_SANDBOX_ROOT/<sandbox id>.home)."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,9 @@ from sandboxes.workspace import LocalWorkspace, Workspace
 
 if TYPE_CHECKING:
     from sandboxes.models import Sandbox
+
+
+REAP_GRACE_S = 120
 
 
 class LocalSandboxProvider:
@@ -63,7 +67,22 @@ class LocalSandboxProvider:
         return None
 
     def reap(self, *, keep: set[str]) -> list[str]:
-        return []
+        """Remove workspaces (and their home and partial directories) whose sandbox id is not kept."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for entry in self.root.iterdir():
+            sandbox_id = entry.name.split(".", 1)[0]
+            if not sandbox_id.isdigit() or sandbox_id in keep:
+                continue
+            try:
+                if time.time() - entry.stat().st_mtime < REAP_GRACE_S:
+                    continue  # made a moment ago: its row may be newer than `keep`
+            except OSError:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        return removed
 
     def release(self, *, sandbox: Sandbox) -> None:
         directory = Path(sandbox.workspace_path) if sandbox.workspace_path else self.workspace_dir(sandbox)

@@ -1,12 +1,14 @@
 """Agent runs: a model conversation that proceeds one turn per call, its transcript in the database.
 
-`agent_turn_run` is the primitive the planning and execution drivers call from their Celery tasks:
-one model call (outside any transaction), the turn's tool calls executed in the workspace, then
-one transaction that appends the turn to the transcript, counts it, and records its events. A
-repeated delivery of the same turn (`expected_turn` no longer current) makes no model call and
-changes nothing. The module knows nothing of tickets or specs' workflow: the caller says which
-tools are offered and which of them end the turn ("terminal" tools such as `finish` or
-`submit_requirements`), and decides what a terminal call means.
+`agent_turn_run` is the primitive the planning and execution drivers call from their steps: one
+model call (outside any transaction), the turn's tool calls executed in the workspace, then one
+short transaction that appends the turn to the transcript (AgentMessage rows: nothing is rewritten),
+counts it, records its usage once, and records its events in bulk. The caller holds the lease of
+the step (omoi/leases.py), so no second delivery runs the same turn while it lives; should one run
+it anyway after the lease expired, the transcript's unique (run, position) and the usage's unique
+(run, turn) let only the first commit count. The module knows nothing of tickets or specs'
+workflow: the caller says which tools are offered and which of them end the turn ("terminal"
+tools such as `finish` or `submit_requirements`), and decides what a terminal call means.
 
 Transcript invariant (the Messages API requires it): every assistant message that calls tools is
 followed by one user message answering every call. A terminal call is answered later, by
@@ -17,22 +19,28 @@ followed by one user message answering every call. A terminal call is answered l
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from omoi.llm import LLMProvider, UsageContext, get_provider, text_of, tool_uses_of
-from sandboxes.models import AgentRun, AgentRunStatus
-from sandboxes.services.events import event_record, truncate_text
+from omoi.llm import LLMProvider, UsageContext, get_provider, text_of, tool_uses_of, usage_record
+from omoi.nodes import current_node
+from omoi.text import storable, storable_json
+from sandboxes.models import AgentMessage, AgentRun, AgentRunStatus
+from sandboxes.selectors import run_transcript
+from sandboxes.services.events import event_record, events_batch, truncate_text
 from sandboxes.tools import FILE_CHANGING_TOOLS, ToolResult, tool_execute
 from sandboxes.workspace import Workspace
 
 EVENT_TEXT_LIMIT = 2000
 EVENT_INPUT_LIMIT = 2000
+ACTIVE_RUN_STATUSES = (AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING)
 
 
 class AgentRunError(Exception):
@@ -43,7 +51,7 @@ class AgentRunError(Exception):
 class TurnOutcome:
     """What a turn came to. kind: "continue" (tool results appended; run the next turn), "terminal"
     (the model called a terminal tool: `name`, `input`, `tool_use_id`; answer it with
-    agent_run_reply or end the run), or "stale" (a duplicate delivery; nothing was done)."""
+    agent_run_reply or end the run), or "stale" (the run is not running; nothing was done)."""
 
     kind: str
     name: str = ""
@@ -52,6 +60,7 @@ class TurnOutcome:
     text: str = ""
     stop_reason: str = ""
     turns: int = 0
+    executed: list[tuple[dict[str, Any], ToolResult]] = field(default_factory=list)
 
 
 def _truncated_input(tool_input: Any) -> Any:
@@ -68,12 +77,57 @@ def _truncated_input(tool_input: Any) -> Any:
 
 
 def _tool_result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
-    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": result.content, "is_error": result.is_error}
+    return {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": storable(result.content),
+        "is_error": result.is_error,
+    }
 
 
 def terminal_nudge(terminal_tools: set[str]) -> str:
     names = " or ".join(sorted(terminal_tools)) or "the finishing tool"
     return f"Continue with the tools; call {names} when you are done."
+
+
+# --- the transcript ---------------------------------------------------------------------------
+
+
+def run_messages(run: AgentRun) -> list[dict[str, Any]]:
+    """The run's transcript, oldest first, in one query."""
+    return run_transcript(run=run)
+
+
+def run_last_message(run: AgentRun) -> dict[str, Any] | None:
+    row = AgentMessage.objects.filter(run_id=run.pk).order_by("-position").values_list("role", "content").first()
+    return {"role": row[0], "content": row[1]} if row else None
+
+
+def _append(run: AgentRun, messages: list[dict[str, Any]]) -> None:
+    """Append messages at the end of the transcript (inside the caller's transaction, the run row
+    locked). A concurrent writer of the same positions fails on the unique constraint."""
+    AgentMessage.objects.bulk_create(
+        [
+            AgentMessage(run_id=run.pk, position=run.message_count + offset, role=m["role"], content=m["content"])
+            for offset, m in enumerate(messages)
+        ]
+    )
+    run.message_count += len(messages)
+
+
+def pending_terminal_call(run: AgentRun, names: set[str]) -> dict[str, Any] | None:
+    """The terminal call (one of `names`) of the last assistant message, when it still waits for
+    its answer (a crash between the model's call and the host's reply)."""
+    last = run_last_message(run)
+    if not last or last["role"] != "assistant":
+        return None
+    for block in tool_uses_of(last.get("content") or []):
+        if block.get("name") in names:
+            return block
+    return None
+
+
+# --- runs -------------------------------------------------------------------------------------
 
 
 def agent_run_start(
@@ -85,6 +139,8 @@ def agent_run_start(
     system_prompt: str,
     first_message: str,
     sandbox_id: int | None = None,
+    base_sha: str = "",
+    ticket_id: int | None = None,
 ) -> AgentRun:
     """A new run whose transcript is the first user message. Records `agent.started`."""
     with transaction.atomic():
@@ -95,12 +151,16 @@ def agent_run_start(
             phase=phase,
             sandbox_id=sandbox_id,
             system_prompt=system_prompt,
-            messages=[{"role": "user", "content": first_message}],
+            base_sha=base_sha,
+            message_count=0,
         )
+        _append(run, [{"role": "user", "content": storable(first_message)}])
+        AgentRun.objects.filter(pk=run.pk).update(message_count=run.message_count)
         event_record(
             type="agent.started",
             payload={"run": run.pk, "kind": kind, "phase": phase},
             spec_id=spec_id,
+            ticket_id=ticket_id,
             task_id=task_id,
             sandbox_id=sandbox_id,
         )
@@ -180,86 +240,86 @@ def _record_tool_events(
 
 def agent_turn_run(
     *,
-    run_id: int,
-    expected_turn: int,
+    run: AgentRun,
     workspace: Workspace,
     tools: list[dict[str, Any]],
     terminal_tools: set[str],
     conversation_key: str,
     ticket_id: int | None = None,
     provider: LLMProvider | None = None,
+    before_tools: Callable[[], None] | None = None,
 ) -> TurnOutcome:
-    """Run turn number `expected_turn + 1` of the run: one model call, its tool calls, one commit.
-
-    Stale (no model call, nothing changed) unless the run is running with exactly
-    `expected_turn` turns done. An LLMError from the provider propagates with nothing changed.
-    """
-    run = AgentRun.objects.get(pk=run_id)
-    if run.status != AgentRunStatus.RUNNING or run.turns != expected_turn:
+    """Run the next turn of `run` (loaded by the caller, which holds its step's lease): one model
+    call, its tool calls, one commit. `before_tools` runs between the model call and the tools (the
+    caller's check that its lease still lives: it raises to stop). An LLMError from the provider
+    propagates with nothing changed."""
+    if run.status != AgentRunStatus.RUNNING:
         return TurnOutcome(kind="stale", turns=run.turns)
-    if run.messages and run.messages[-1].get("role") == "assistant":
-        raise AgentRunError(f"agent run {run_id} waits for agent_run_reply to its terminal tool call")
+    messages = run_messages(run)
+    if messages and messages[-1].get("role") == "assistant":
+        raise AgentRunError(f"agent run {run.pk} waits for agent_run_reply to its terminal tool call")
     provider = provider or get_provider()
-    response = provider.complete(
-        system=run.system_prompt,
-        messages=run.messages,
-        tools=tools,
-        context=UsageContext(
-            conversation_key=conversation_key,
-            spec_id=run.spec_id,
-            task_id=run.task_id,
-            agent_run_id=run.pk,
-            phase=run.phase,
-        ),
+    context = UsageContext(
+        conversation_key=conversation_key,
+        spec_id=run.spec_id,
+        task_id=run.task_id,
+        agent_run_id=run.pk,
+        phase=run.phase,
     )
-    content = response.content or [{"type": "text", "text": "(no output)"}]
+    response = provider.complete(system=run.system_prompt, messages=messages, tools=tools, context=context)
+    content = storable_json(response.content or [{"type": "text", "text": "(no output)"}])
     tool_uses = tool_uses_of(content)
     text = text_of(content)
     offered = {tool["name"] for tool in tools}
+    if before_tools is not None:
+        before_tools()
     executed, terminal = _execute_tool_uses(
         workspace=workspace, tool_uses=tool_uses, offered=offered, terminal_tools=terminal_tools
     )
 
-    with transaction.atomic():
-        run = AgentRun.objects.select_for_update().get(pk=run_id)
-        if run.status != AgentRunStatus.RUNNING or run.turns != expected_turn:
-            return TurnOutcome(kind="stale", turns=run.turns)
-        run.messages = [*run.messages, {"role": "assistant", "content": content}]
-        run.turns += 1
-        run.input_tokens += response.usage.input_tokens
-        run.output_tokens += response.usage.output_tokens
-        run.cost_usd = Decimal(run.cost_usd) + response.usage.cost_usd
-        run.stop_reason = response.stop_reason or ""
+    with events_batch():
+        locked = AgentRun.objects.select_for_update(no_key=True).get(pk=run.pk)
+        if locked.status != AgentRunStatus.RUNNING or locked.message_count != run.message_count:
+            return TurnOutcome(kind="stale", turns=locked.turns)
+        turn = locked.turns + 1
+        new_messages: list[dict[str, Any]] = [{"role": "assistant", "content": content}]
         results = [_tool_result_block(call["id"], result) for call, result in executed]
+        pending: list[dict[str, Any]] = []
         if terminal is None:
             if tool_uses:
-                run.messages.append({"role": "user", "content": results})
+                new_messages.append({"role": "user", "content": results})
             else:
-                run.messages.append({"role": "user", "content": terminal_nudge(terminal_tools)})
-            run.pending_tool_results = []
+                new_messages.append({"role": "user", "content": terminal_nudge(terminal_tools)})
         else:
-            run.pending_tool_results = results
-        run.save(
-            update_fields=[
-                "messages",
-                "turns",
-                "input_tokens",
-                "output_tokens",
-                "cost_usd",
-                "stop_reason",
-                "pending_tool_results",
-                "updated_at",
-            ]
+            pending = results
+        _append(locked, new_messages)
+        AgentRun.objects.filter(pk=run.pk).update(
+            message_count=locked.message_count,
+            turns=turn,
+            input_tokens=F("input_tokens") + response.usage.input_tokens,
+            output_tokens=F("output_tokens") + response.usage.output_tokens,
+            cost_usd=F("cost_usd") + response.usage.cost_usd,
+            stop_reason=storable(response.stop_reason or "", 255),
+            pending_tool_results=pending,
+            updated_at=timezone.now(),
+        )
+        usage_record(
+            provider=response.provider or getattr(provider, "name", ""),
+            model=response.model,
+            usage=response.usage,
+            context=context,
+            turn=turn,
         )
         event_record(
             type="agent.turn",
             payload={
                 "run": run.pk,
-                "turn": run.turns,
+                "turn": turn,
                 "text": truncate_text(text, EVENT_TEXT_LIMIT),
                 "stop_reason": response.stop_reason,
                 "input_tokens": response.usage.input_tokens,
                 "output_tokens": response.usage.output_tokens,
+                "node": current_node(),
             },
             spec_id=run.spec_id,
             ticket_id=ticket_id,
@@ -276,8 +336,9 @@ def agent_turn_run(
                 task_id=run.task_id,
                 sandbox_id=run.sandbox_id,
             )
+    run.turns, run.message_count = turn, locked.message_count
     if terminal is None:
-        return TurnOutcome(kind="continue", text=text, stop_reason=response.stop_reason, turns=run.turns)
+        return TurnOutcome(kind="continue", text=text, stop_reason=response.stop_reason, turns=turn, executed=executed)
     terminal_input = terminal.get("input")
     return TurnOutcome(
         kind="terminal",
@@ -286,7 +347,8 @@ def agent_turn_run(
         tool_use_id=terminal["id"],
         text=text,
         stop_reason=response.stop_reason,
-        turns=run.turns,
+        turns=turn,
+        executed=executed,
     )
 
 
@@ -296,13 +358,14 @@ def agent_run_reply(
     """Answer the terminal call `tool_use_id` of the last turn: one user message with the turn's
     pending results and this one, in call order. A repeated reply changes nothing."""
     with transaction.atomic():
-        run = AgentRun.objects.select_for_update().get(pk=run_id)
-        last = run.messages[-1] if run.messages else {}
+        run = AgentRun.objects.select_for_update(no_key=True).get(pk=run_id)
+        last = run_last_message(run) or {}
         if last.get("role") != "assistant":
             return run
         calls = tool_uses_of(last.get("content") or [])
         if tool_use_id not in {call["id"] for call in calls}:
             raise AgentRunError(f"the last turn of agent run {run_id} has no tool call {tool_use_id!r}")
+        content = storable(content)
         answered = {block["tool_use_id"]: block for block in run.pending_tool_results}
         answered[tool_use_id] = {
             "type": "tool_result",
@@ -315,9 +378,9 @@ def agent_run_reply(
             or {"type": "tool_result", "tool_use_id": call["id"], "content": "not executed", "is_error": True}
             for call in calls
         ]
-        run.messages = [*run.messages, {"role": "user", "content": results}]
+        _append(run, [{"role": "user", "content": results}])
         run.pending_tool_results = []
-        run.save(update_fields=["messages", "pending_tool_results", "updated_at"])
+        run.save(update_fields=["message_count", "pending_tool_results", "updated_at"])
         name = next(call["name"] for call in calls if call["id"] == tool_use_id)
         event_record(
             type="agent.tool_result",
@@ -340,19 +403,19 @@ def agent_run_inject_message(*, run_id: int, text: str, ticket_id: int | None = 
     last user message, or as a new user message when the transcript ends with the model's turn
     and no call waits for an answer."""
     with transaction.atomic():
-        run = AgentRun.objects.select_for_update().get(pk=run_id)
-        messages = list(run.messages)
-        last = messages[-1] if messages else None
-        if last is not None and last.get("role") == "user":
-            content = last["content"]
+        run = AgentRun.objects.select_for_update(no_key=True).get(pk=run_id)
+        text = storable(text)
+        last_row = AgentMessage.objects.filter(run_id=run.pk).order_by("-position").first()
+        if last_row is not None and last_row.role == "user":
+            content = last_row.content
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
-            messages[-1] = {"role": "user", "content": [*blocks, {"type": "text", "text": text}]}
-        elif last is not None and tool_uses_of(last.get("content") or []):
+            last_row.content = [*blocks, {"type": "text", "text": text}]
+            last_row.save(update_fields=["content"])
+        elif last_row is not None and tool_uses_of(last_row.content or []):
             raise AgentRunError(f"agent run {run_id} waits for agent_run_reply; inject after the reply")
         else:
-            messages.append({"role": "user", "content": text})
-        run.messages = messages
-        run.save(update_fields=["messages", "updated_at"])
+            _append(run, [{"role": "user", "content": text}])
+            run.save(update_fields=["message_count", "updated_at"])
         event_record(
             type="agent.message_injected",
             payload={"run": run.pk, "text": truncate_text(text, EVENT_TEXT_LIMIT)},
@@ -376,14 +439,15 @@ def agent_run_finish(
     A run already ended is left as it is. Records `agent.finished`."""
     if status not in {AgentRunStatus.FINISHED, AgentRunStatus.FAILED, AgentRunStatus.CANCELLED}:
         raise ValueError(f"an agent run ends as finished, failed or cancelled, not {status!r}")
+    stop_reason = storable(stop_reason)
     with transaction.atomic():
-        run = AgentRun.objects.select_for_update().get(pk=run_id)
-        if run.status not in {AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING}:
+        run = AgentRun.objects.select_for_update(no_key=True).get(pk=run_id)
+        if run.status not in ACTIVE_RUN_STATUSES:
             return run
         run.status = status
         run.stop_reason = stop_reason[:255]
         if result is not None:
-            run.result = result
+            run.result = storable_json(result)
         if status == AgentRunStatus.FAILED:
             run.error = stop_reason
         run.finished_at = timezone.now()

@@ -1,40 +1,109 @@
-"""Sandbox lifecycle: acquire a workspace for a spec or a task, reopen it from any process, release it.
+"""Sandbox lifecycle: one sandbox per ticket (all its tasks and host checks run in it) and one for a
+spec's whole planning; acquire it, reopen it from any step, release it.
 
-The slow part (cloning) runs outside any transaction; the row moves creating → ready (or failed)
-in short transactions around it. A task has at most one live sandbox (a database constraint), so
-a repeated acquire for the same task reuses it instead of cloning again.
+A local sandbox lives on one worker node's disk: its row names the node, steps that need it are
+routed to that node's queue, and when the node dies the sandbox is marked lost (its run starts
+again elsewhere from the last verified commit). The slow part (making the workspace) runs outside
+any transaction; the row moves creating → ready (or failed) in short transactions around it.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from sandboxes.models import Sandbox, SandboxStatus
+from omoi.nodes import current_node, nodes_alive
+from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRun, AgentRunStatus, Sandbox, SandboxStatus
 from sandboxes.providers import SandboxGone, get_sandbox_provider
 from sandboxes.services.events import event_record, truncate_text
 from sandboxes.workspace import Workspace
 
+logger = logging.getLogger(__name__)
+
 
 class SandboxNotReady(Exception):
-    """The sandbox is not ready (still creating, failed, or released)."""
+    """The sandbox is not ready (still creating, failed, released or lost)."""
 
 
-def _live_sandbox_of_task(task_id: int) -> Sandbox | None:
-    return (
-        Sandbox.objects.filter(task_id=task_id, status__in=[SandboxStatus.CREATING, SandboxStatus.READY])
-        .order_by("-id")
-        .first()
-    )
+class SandboxElsewhere(Exception):
+    """The sandbox lives on another worker node, which is alive: the step belongs to its queue."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"the sandbox lives on worker {node}")
+        self.node = node
+
+
+def _live(*, ticket_id: int | None, spec_id: int | None) -> Sandbox | None:
+    queryset = Sandbox.objects.filter(status__in=LIVE_SANDBOX_STATUSES)
+    if ticket_id is not None:
+        queryset = queryset.filter(ticket_id=ticket_id)
+    else:
+        queryset = queryset.filter(spec_id=spec_id, ticket__isnull=True)
+    return queryset.order_by("-id").first()
+
+
+def sandbox_live(*, ticket_id: int | None = None, spec_id: int | None = None) -> Sandbox | None:
+    """The live sandbox of a ticket (or, without ticket_id, of a spec's planning)."""
+    return _live(ticket_id=ticket_id, spec_id=spec_id)
+
+
+def _mark_lost(sandbox: Sandbox, reason: str) -> None:
+    with transaction.atomic():
+        updated = Sandbox.objects.filter(pk=sandbox.pk, status__in=LIVE_SANDBOX_STATUSES).update(
+            status=SandboxStatus.LOST, released_at=timezone.now(), updated_at=timezone.now()
+        )
+        if not updated:
+            return
+        for run_id in AgentRun.objects.filter(
+            sandbox_id=sandbox.pk, status__in=[AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING]
+        ).values_list("pk", flat=True):
+            from sandboxes.services.agent import agent_run_finish
+
+            agent_run_finish(run_id=run_id, status=AgentRunStatus.FAILED, stop_reason=f"sandbox lost: {reason}")
+        event_record(
+            type="sandbox.lost",
+            payload={"sandbox": sandbox.pk, "node": sandbox.node, "reason": reason},
+            spec_id=sandbox.spec_id,
+            ticket_id=sandbox.ticket_id,
+            sandbox_id=sandbox.pk,
+        )
 
 
 def sandbox_acquire(
-    *, spec_id: int | None, task_id: int | None, repository: str, base_ref: str, branch: str | None
+    *,
+    spec_id: int | None,
+    ticket_id: int | None = None,
+    task_id: int | None = None,
+    source: str | Callable[[], tuple[str, str]],
+    ref: str = "",
+    branch: str | None,
 ) -> tuple[Sandbox, Workspace]:
-    """A ready sandbox with its workspace: `repository` cloned, `branch` made at `base_ref` (or
-    `base_ref` checked out when branch is None). Per task idempotent: the task's live sandbox is
-    reused. Records `sandbox.acquired` on the spec when spec_id is given."""
-    sandbox = _live_sandbox_of_task(task_id) if task_id is not None else None
+    """The live sandbox of the ticket (or of the spec's planning when ticket_id is None), reopened
+    when it is on this node, made from commit `ref` of the repository `source` otherwise (on
+    `branch`, or detached). `source` may be a function answering (source, ref), called only when a
+    sandbox must be made. A sandbox on another node that is alive raises SandboxElsewhere; one on a
+    dead node, or gone, is marked lost and replaced. Records `sandbox.acquired`."""
+    node = current_node()
+    sandbox = _live(ticket_id=ticket_id, spec_id=spec_id)
+    if sandbox is not None and sandbox.status == SandboxStatus.READY:
+        if sandbox.node and sandbox.node != node:
+            if sandbox.node in nodes_alive():
+                raise SandboxElsewhere(sandbox.node)
+            _mark_lost(sandbox, f"worker {sandbox.node} stopped")
+            sandbox = None
+        else:
+            try:
+                workspace = get_sandbox_provider(sandbox.provider).attach(sandbox=sandbox)
+                Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=timezone.now(), task_id=task_id)
+                return sandbox, workspace
+            except SandboxGone as exc:
+                _mark_lost(sandbox, str(exc))
+                sandbox = None
+    if callable(source):
+        source, ref = source()
     if sandbox is None:
         provider = get_sandbox_provider()
         try:
@@ -43,66 +112,65 @@ def sandbox_acquire(
                     provider=provider.name,
                     status=SandboxStatus.CREATING,
                     spec_id=spec_id,
+                    ticket_id=ticket_id,
                     task_id=task_id,
+                    node=node if not getattr(provider, "remote", False) else "",
                     branch=branch or "",
-                    base_branch=base_ref,
+                    base_branch=ref,
                 )
         except IntegrityError:
-            sandbox = _live_sandbox_of_task(task_id) if task_id is not None else None
+            sandbox = _live(ticket_id=ticket_id, spec_id=spec_id)
             if sandbox is None:
                 raise
+            return sandbox_acquire(
+                spec_id=spec_id, ticket_id=ticket_id, task_id=task_id, source=source, ref=ref, branch=branch
+            )
     provider = get_sandbox_provider(sandbox.provider)
-    if sandbox.status == SandboxStatus.READY:
-        try:
-            workspace = provider.attach(sandbox=sandbox)
-            Sandbox.objects.filter(pk=sandbox.pk).update(last_activity_at=timezone.now())
-            return sandbox, workspace
-        except SandboxGone:
-            pass
     try:
-        workspace = provider.acquire(
-            sandbox=sandbox,
-            source=repository,
-            ref=sandbox.base_branch or base_ref,
-            branch=sandbox.branch or None,
-        )
+        workspace = provider.acquire(sandbox=sandbox, source=source, ref=sandbox.base_branch or ref, branch=branch)
     except Exception as exc:
+        # Whatever went wrong, this row must not stay "creating": the caller decides what the
+        # failure means (and re-raises transient ones for a retry).
         with transaction.atomic():
             Sandbox.objects.filter(pk=sandbox.pk).update(status=SandboxStatus.FAILED, updated_at=timezone.now())
-            if sandbox.spec_id is not None:
-                event_record(
-                    type="sandbox.failed",
-                    payload={"sandbox": sandbox.pk, "error": truncate_text(str(exc), 2000)},
-                    spec_id=sandbox.spec_id,
-                    task_id=sandbox.task_id,
-                    sandbox_id=sandbox.pk,
-                )
-        raise
-    with transaction.atomic():
-        sandbox = Sandbox.objects.select_for_update().get(pk=sandbox.pk)
-        first_time = sandbox.status != SandboxStatus.READY
-        sandbox.status = SandboxStatus.READY
-        sandbox.workspace_path = str(workspace.root)
-        sandbox.last_activity_at = timezone.now()
-        sandbox.save(update_fields=["status", "workspace_path", "last_activity_at", "updated_at"])
-        if first_time and sandbox.spec_id is not None:
             event_record(
-                type="sandbox.acquired",
-                payload={
-                    "sandbox": sandbox.pk,
-                    "provider": sandbox.provider,
-                    "branch": sandbox.branch,
-                    "base_ref": sandbox.base_branch,
-                },
+                type="sandbox.failed",
+                payload={"sandbox": sandbox.pk, "error": truncate_text(str(exc), 2000)},
                 spec_id=sandbox.spec_id,
+                ticket_id=sandbox.ticket_id,
                 task_id=sandbox.task_id,
                 sandbox_id=sandbox.pk,
             )
+        raise
+    with transaction.atomic():
+        Sandbox.objects.filter(pk=sandbox.pk).update(
+            status=SandboxStatus.READY,
+            workspace_path=str(getattr(workspace, "root", "")),
+            last_activity_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        sandbox.status = SandboxStatus.READY
+        event_record(
+            type="sandbox.acquired",
+            payload={
+                "sandbox": sandbox.pk,
+                "provider": sandbox.provider,
+                "node": sandbox.node,
+                "branch": sandbox.branch,
+                "base_ref": sandbox.base_branch,
+                "confined": bool(getattr(workspace, "confined", False)),
+            },
+            spec_id=sandbox.spec_id,
+            ticket_id=sandbox.ticket_id,
+            task_id=sandbox.task_id,
+            sandbox_id=sandbox.pk,
+        )
+    sandbox.workspace_path = str(getattr(workspace, "root", ""))
     return sandbox, workspace
 
 
 def sandbox_workspace(*, sandbox_id: int) -> Workspace:
-    """Reopen a ready sandbox's workspace (in whatever process runs the next turn)."""
+    """Reopen a ready sandbox's workspace (in whatever process runs the next step)."""
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     if sandbox.status != SandboxStatus.READY:
         raise SandboxNotReady(f"sandbox {sandbox_id} is {sandbox.status}, not ready")
@@ -112,23 +180,63 @@ def sandbox_workspace(*, sandbox_id: int) -> Workspace:
 
 
 def sandbox_release(*, sandbox_id: int) -> Sandbox:
-    """Remove the workspace and mark the sandbox released. Idempotent; records `sandbox.released`."""
+    """Mark the sandbox released and remove its workspace: here when it lives on this node (or
+    remotely); a local workspace on another node is removed by that node's reaper. Idempotent;
+    records `sandbox.released`."""
     sandbox = Sandbox.objects.get(pk=sandbox_id)
-    if sandbox.status == SandboxStatus.RELEASED:
+    if sandbox.status in (SandboxStatus.RELEASED, SandboxStatus.LOST):
         return sandbox
-    get_sandbox_provider(sandbox.provider).release(sandbox=sandbox)
+    if not sandbox.node or sandbox.node == current_node():
+        try:
+            get_sandbox_provider(sandbox.provider).release(sandbox=sandbox)
+        except SandboxGone:
+            pass
     with transaction.atomic():
-        sandbox = Sandbox.objects.select_for_update().get(pk=sandbox_id)
-        if sandbox.status == SandboxStatus.RELEASED:
-            return sandbox
-        sandbox.status = SandboxStatus.RELEASED
-        sandbox.released_at = timezone.now()
-        sandbox.save(update_fields=["status", "released_at", "updated_at"])
-        event_record(
-            type="sandbox.released",
-            payload={"sandbox": sandbox.pk},
-            spec_id=sandbox.spec_id,
-            task_id=sandbox.task_id,
-            sandbox_id=sandbox.pk,
+        updated = (
+            Sandbox.objects.filter(pk=sandbox.pk)
+            .exclude(status__in=[SandboxStatus.RELEASED, SandboxStatus.LOST])
+            .update(status=SandboxStatus.RELEASED, released_at=timezone.now(), updated_at=timezone.now())
         )
+        if updated:
+            event_record(
+                type="sandbox.released",
+                payload={"sandbox": sandbox.pk},
+                spec_id=sandbox.spec_id,
+                ticket_id=sandbox.ticket_id,
+                task_id=sandbox.task_id,
+                sandbox_id=sandbox.pk,
+            )
+    sandbox.refresh_from_db()
     return sandbox
+
+
+def sandboxes_release(*, sandbox_ids: Iterable[int]) -> int:
+    released = 0
+    for sandbox_id in sandbox_ids:
+        sandbox_release(sandbox_id=sandbox_id)
+        released += 1
+    return released
+
+
+def sandboxes_of_dead_nodes(dead: set[str]) -> int:
+    """Reconciler hook: the live local sandboxes of nodes that stopped beating are lost (their runs
+    end; the tickets start a new run elsewhere from their last verified commit)."""
+    lost = 0
+    for sandbox in Sandbox.objects.filter(status__in=LIVE_SANDBOX_STATUSES, node__in=dead):
+        _mark_lost(sandbox, f"worker {sandbox.node} stopped")
+        lost += 1
+    return lost
+
+
+def local_sandboxes_reap(node: str) -> None:
+    """Node job: remove the workspaces on this node's disk that no live sandbox row claims any more
+    (every live row is kept, whatever its node: nodes may share a disk)."""
+    keep = {str(pk) for pk in Sandbox.objects.filter(status__in=LIVE_SANDBOX_STATUSES).values_list("pk", flat=True)}
+    for name in ("local",):
+        try:
+            provider = get_sandbox_provider(name)
+        except Exception:  # a provider that cannot be built here has nothing on this disk
+            continue
+        removed = provider.reap(keep=keep)
+        if removed:
+            logger.info("node %s removed %d released workspaces", node, len(removed))

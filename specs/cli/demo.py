@@ -66,7 +66,8 @@ def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "omoi", "worker", "-Q", "planning,execution,events,default",
-         "-c", "2", "--loglevel=INFO", "-n", f"demo-{os.getpid()}@%h"],
+         "-c", "2", "--loglevel=INFO", "-n", f"demo-{os.getpid()}@%h",
+         "-B", "--schedule", str(Path(settings.DATA_DIR) / "demo-beat-schedule")],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60

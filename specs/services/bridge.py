@@ -1,21 +1,23 @@
 """EXECUTE: the bridge from a planned spec to tickets on the board.
 
-In one transaction every SpecTask becomes exactly one Ticket (the OneToOne Ticket.spec_task makes
-a second run create nothing), SpecTask dependencies become ticket dependencies, and the spec
-becomes `executing`. Each new ticket then moves BACKLOG → REQUIREMENTS through the ticket
-workflow, which generates its tasks and dispatches those whose dependencies are done; the others
-wait until their dependencies reach DONE.
+The spec branch is made in the git store first (outside any transaction: it may clone the
+repository). Then, in one transaction of bulk statements, every SpecTask becomes exactly one Ticket
+(the OneToOne Ticket.spec_task makes a second run create nothing), with its creation history, its
+dependencies, its move BACKLOG → REQUIREMENTS and that phase's tasks, and the spec becomes
+`executing`; tickets whose dependencies are done get their step, the others wait until their
+dependencies reach DONE.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from sandboxes.services.events import event_record
+from sandboxes.services.events import event_record, events_batch
 from specs.models import Spec, SpecPhase, SpecStatus, SpecTaskDependency
+from specs.services.planning import spec_transition
 from tickets.models import Phase, PhaseHistory, Ticket, TicketDependency
 from tickets.services import repository
-from tickets.services.transitions import ticket_transition
+from tickets.services.transitions import tickets_start
 
 
 class SpecNotExecutable(Exception):
@@ -39,7 +41,7 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
     branch = spec.branch_name or repository.spec_branch_name(spec_id=spec.pk, title=spec.title)
     repository.spec_repo_prepare(spec=spec, branch=branch)
 
-    with transaction.atomic():
+    with events_batch():
         spec = Spec.objects.select_for_update(no_key=True, of=("self",)).select_related("project").get(pk=spec_id)
         if spec.status in (SpecStatus.EXECUTING, SpecStatus.COMPLETED):
             return spec
@@ -68,44 +70,46 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
                 for ticket in created
             ]
         )
-        tickets = {t.spec_task_id: t for t in Ticket.objects.filter(spec=spec)}
+        tickets = dict(Ticket.objects.filter(spec=spec).values_list("spec_task_id", "pk"))
         links = SpecTaskDependency.objects.filter(task__spec=spec).values_list("task_id", "depends_on_id")
         TicketDependency.objects.bulk_create(
-            [TicketDependency(ticket=tickets[task], depends_on=tickets[dependency]) for task, dependency in links],
+            [
+                TicketDependency(ticket_id=tickets[task], depends_on_id=tickets[dependency])
+                for task, dependency in links
+            ],
             ignore_conflicts=True,
         )
-        spec.status = SpecStatus.EXECUTING
-        spec.current_phase = SpecPhase.EXECUTE
-        spec.branch_name = branch
-        spec.progress = 0
-        spec.last_error = ""
-        spec.save(update_fields=["status", "current_phase", "branch_name", "progress", "last_error", "updated_at"])
+        spec = spec_transition(
+            spec_id=spec.pk,
+            status=SpecStatus.EXECUTING,
+            phase=SpecPhase.EXECUTE,
+            actor=actor,
+            reason="approved: the planned tasks became tickets",
+            changes={"branch_name": branch, "progress": 0},
+        )
         event_record(
             type="spec.executing",
             payload={"tickets": len(tickets), "branch": branch, "actor": actor},
             spec_id=spec.pk,
         )
-        for spec_task in spec_tasks:
-            ticket = tickets[spec_task.pk]
-            if ticket.phase == Phase.BACKLOG:
-                ticket_transition(
-                    ticket_id=ticket.pk, to=Phase.REQUIREMENTS, actor=actor, reason=f"planned in spec {spec.pk}"
-                )
+        tickets_start(
+            ticket_ids=[tickets[spec_task.pk] for spec_task in spec_tasks],
+            actor=actor,
+            reason=f"planned in spec {spec.pk}",
+        )
     return spec
 
 
 def spec_execution_resume(*, spec_id: int, actor: str) -> Spec:
-    """Retry a spec whose execution failed: its blocked tickets are unblocked (their failed tasks
-    reopen and are dispatched) and the spec is `executing` again."""
+    """Retry a spec whose execution failed: it is `executing` again and its blocked tickets are
+    unblocked (their failed tasks reopen and their steps run)."""
     from tickets.services.transitions import ticket_unblock
 
-    with transaction.atomic():
+    with events_batch():
         spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
         if spec.status != SpecStatus.FAILED or spec.current_phase != SpecPhase.EXECUTE:
             raise SpecNotExecutable(f"spec {spec.pk} is {spec.status} at {spec.current_phase}: nothing to resume")
-        spec.status = SpecStatus.EXECUTING
-        spec.last_error = ""
-        spec.save(update_fields=["status", "last_error", "updated_at"])
+        spec = spec_transition(spec_id=spec.pk, status=SpecStatus.EXECUTING, actor=actor, reason="retry")
         blocked = list(Ticket.objects.filter(spec=spec, phase=Phase.BLOCKED).values_list("pk", flat=True))
         for ticket_id in blocked:
             ticket_unblock(ticket_id=ticket_id, actor=actor, reason="spec retried")
@@ -117,10 +121,11 @@ def spec_execution_resume(*, spec_id: int, actor: str) -> Spec:
 
 def spec_execution_stop(*, spec_id: int, actor: str) -> list[int]:
     """Stop the work of a cancelled spec: its open tasks are cancelled, its agent runs end and
-    their sandboxes are released. Returns the cancelled task ids."""
-    from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus, Sandbox, SandboxStatus
+    their sandboxes are released (after commit; a local one on another worker by that worker's
+    reaper). Returns the cancelled task ids."""
+    from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRun, AgentRunKind, AgentRunStatus, Sandbox
     from sandboxes.services.agent import agent_run_finish
-    from sandboxes.services.sandbox import sandbox_release
+    from sandboxes.services.sandbox import sandboxes_release
     from tickets.services.tasks import tasks_cancel
 
     cancelled = tasks_cancel(spec_id=spec_id, actor=actor, reason="the spec was cancelled")
@@ -129,8 +134,7 @@ def spec_execution_stop(*, spec_id: int, actor: str) -> list[int]:
     )
     for run_id in runs.values_list("pk", flat=True):
         agent_run_finish(run_id=run_id, status=AgentRunStatus.CANCELLED, stop_reason="the spec was cancelled")
-    live = Sandbox.objects.filter(spec_id=spec_id, status__in=[SandboxStatus.CREATING, SandboxStatus.READY])
-    for sandbox_id in live.values_list("pk", flat=True):
-        transaction.on_commit(lambda sandbox_id=sandbox_id: sandbox_release(sandbox_id=sandbox_id))
+    live = list(Sandbox.objects.filter(spec_id=spec_id, status__in=LIVE_SANDBOX_STATUSES).values_list("pk", flat=True))
+    transaction.on_commit(lambda: sandboxes_release(sandbox_ids=live), robust=True)
     event_record(type="spec.execution_stopped", payload={"tasks_cancelled": cancelled, "actor": actor}, spec_id=spec_id)
     return cancelled

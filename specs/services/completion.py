@@ -1,26 +1,28 @@
 """COMPLETE: a spec is done when every one of its tickets is DONE; then the pull request step runs
-exactly once.
+exactly once. A spec whose ticket is BLOCKED fails with the ticket's reason (a retry resumes it).
 
-Both steps lock the spec row, so twenty tickets finishing at the same moment enqueue twenty checks
-that run one after another: the first completes the spec, the rest find it completed and stop.
-The pull request step holds the same lock while it pushes and calls GitHub, and GitHub is asked
-for an existing pull request from the branch first, so a retry never opens a second one.
+Both run in the spec's step (specs/services/steps.py), under the spec's lease: twenty tickets
+finishing at the same moment enqueue one step, which sees them all. The pull request step pushes
+and calls GitHub outside every row lock (the lease keeps a second delivery away), then records the
+outcome in a short transaction; GitHub is asked for an existing pull request from the branch first,
+so a retry never opens a second one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from omoi.github import GitHubClient
-from sandboxes.services.events import event_record
-from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus
+from omoi.leases import Held
+from sandboxes.services.events import event_record, events_batch
+from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus, SpecTaskStatus
+from specs.services.planning import spec_transition
 from tickets.models import Phase, PhaseGateArtifact, Task, Ticket
 from tickets.services import repository
 
@@ -79,17 +81,63 @@ def _criteria_verify(spec: Spec) -> None:
     SpecAcceptanceCriterion.objects.bulk_update(criteria, ["verified", "evidence", "verified_at"])
 
 
-def spec_completion_check(*, spec_id: int) -> Spec:
-    """Update an executing spec's progress; when every ticket is DONE, complete it and enqueue the
-    pull request step."""
-    with transaction.atomic():
+def spec_tasks_follow_tickets(*, spec_id: int) -> None:
+    """Each SpecTask's status follows its ticket: pending (backlog), in progress, completed (DONE),
+    blocked. A few UPDATEs, whatever the number of tasks."""
+    from specs.models import SpecTask
+
+    tasks = SpecTask.objects.filter(spec_id=spec_id)
+    working = [Phase.REQUIREMENTS, Phase.DESIGN, Phase.IMPLEMENTATION, Phase.TESTING, Phase.DEPLOYMENT]
+    for status, phases in (
+        (SpecTaskStatus.COMPLETED, [Phase.DONE]),
+        (SpecTaskStatus.BLOCKED, [Phase.BLOCKED]),
+        (SpecTaskStatus.IN_PROGRESS, working),
+        (SpecTaskStatus.PENDING, [Phase.BACKLOG]),
+    ):
+        tasks.filter(ticket__phase__in=phases).exclude(status=status).update(status=status)
+
+
+def spec_completion_check(*, spec_id: int, held: Held | None = None) -> str:
+    """The executing spec's progress: when every ticket is DONE the spec completes (its criteria
+    verified with their evidence; the pull request step follows); when a ticket is BLOCKED the spec
+    fails with its reason. Returns "completed", "failed", "progress" or "stale"."""
+    with events_batch():
+        if held is not None:
+            held.finish()
         spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
         if spec.status != SpecStatus.EXECUTING:
-            return spec
+            return "stale"
+        spec_tasks_follow_tickets(spec_id=spec.pk)
         counts = Ticket.objects.filter(spec=spec).aggregate(
-            total=Count("pk"), done=Count("pk", filter=Q(phase=Phase.DONE))
+            total=Count("pk"),
+            done=Count("pk", filter=Q(phase=Phase.DONE)),
+            blocked=Count("pk", filter=Q(phase=Phase.BLOCKED)),
         )
         total, done = counts["total"], counts["done"]
+        if counts["blocked"]:
+            ticket = (
+                Ticket.objects.filter(spec=spec, phase=Phase.BLOCKED).select_related("spec_task").order_by("id").first()
+            )
+            label = ticket.spec_task.key if ticket.spec_task_id else f"#{ticket.pk}"
+            error = f"Ticket {label} ({ticket.title}) is blocked: {ticket.blocked_reason}. {ticket.blocked_message}"
+            spec_transition(
+                spec_id=spec.pk,
+                status=SpecStatus.FAILED,
+                actor="system",
+                reason="a ticket is blocked",
+                error=error[:4000],
+            )
+            event_record(
+                type="spec.failed",
+                payload={
+                    "phase": spec.current_phase,
+                    "ticket": ticket.pk,
+                    "reason": ticket.blocked_reason,
+                    "error": error[:4000],
+                },
+                spec_id=spec.pk,
+            )
+            return "failed"
         if total == 0 or done < total:
             progress = (done * 100 // total) if total else 0
             if progress != spec.progress:
@@ -98,43 +146,32 @@ def spec_completion_check(*, spec_id: int) -> Spec:
                 event_record(
                     type="spec.progress", payload={"done": done, "total": total, "progress": progress}, spec_id=spec.pk
                 )
-            return spec
+            return "progress"
         _criteria_verify(spec)
-        spec.status = SpecStatus.COMPLETED
-        spec.current_phase = SpecPhase.COMPLETE
-        spec.progress = 100
-        spec.completed_at = timezone.now()
-        spec.save(update_fields=["status", "current_phase", "progress", "completed_at", "updated_at"])
+        spec_transition(
+            spec_id=spec.pk,
+            status=SpecStatus.COMPLETED,
+            phase=SpecPhase.COMPLETE,
+            actor="system",
+            reason="every ticket is done",
+        )
         verified = SpecAcceptanceCriterion.objects.filter(requirement__spec=spec, verified=True).count()
         event_record(
             type="spec.completed",
             payload={"tickets": total, "criteria_verified": verified, "branch": spec.branch_name},
             spec_id=spec.pk,
         )
-        from specs.tasks import spec_pull_request_task
-
-        spec_pull_request_task.delay_on_commit(spec.pk)
-    return spec
+    return "completed"
 
 
-def spec_execution_failed(*, spec_id: int, ticket_id: int, reason: str, message: str) -> Spec:
-    """A ticket's work ended without success: the spec does not stay `executing`; it fails with
-    the reason, and a retry can resume it."""
-    with transaction.atomic():
-        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
-        if spec.status != SpecStatus.EXECUTING:
-            return spec
-        ticket = Ticket.objects.select_related("spec_task").get(pk=ticket_id)
-        label = ticket.spec_task.key if ticket.spec_task_id else f"#{ticket.pk}"
-        spec.status = SpecStatus.FAILED
-        spec.last_error = f"Ticket {label} ({ticket.title}) is blocked: {reason}. {message}"[:4000]
-        spec.save(update_fields=["status", "last_error", "updated_at"])
-        event_record(
-            type="spec.failed",
-            payload={"phase": spec.current_phase, "ticket": ticket.pk, "reason": reason, "error": spec.last_error},
-            spec_id=spec.pk,
-        )
-    return spec
+def pull_request_due(spec: Spec) -> bool:
+    """A completed spec whose branch has not been pushed yet, or whose pull request (when the
+    project names a GitHub repository) is not open yet."""
+    if spec.status != SpecStatus.COMPLETED:
+        return False
+    if spec.project.github_repo:
+        return not spec.pull_request_url
+    return not spec.branch_pushed_at
 
 
 def pull_request_body(spec: Spec) -> str:
@@ -163,63 +200,53 @@ def pull_request_body(spec: Spec) -> str:
     return "\n".join(lines)
 
 
-def spec_pull_request_open(*, spec_id: int) -> Spec:
+def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
     """Push the spec branch to the project's repository and, when the project names a GitHub
-    repository, open the pull request. Runs its effects once per spec."""
-    with transaction.atomic():
-        spec = Spec.objects.select_for_update(no_key=True, of=("self",)).select_related("project").get(pk=spec_id)
-        if spec.status != SpecStatus.COMPLETED:
-            raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
-        if spec.pull_request_url:
-            return spec
-        project = spec.project
+    repository, open the pull request: the network work outside every row lock (the caller holds
+    the spec's lease), the outcome recorded in short transactions. Runs its effects once per spec."""
+    spec = Spec.objects.select_related("project").get(pk=spec_id)
+    if spec.status != SpecStatus.COMPLETED:
+        raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
+    project = spec.project
+    if not spec.branch_pushed_at:
         token = settings.GITHUB_TOKEN if project.repository.startswith("https://") else None
-        repository.spec_branch_push(spec=spec, token=token)
-        event_record(
-            type="spec.branch_pushed",
-            payload={"branch": spec.branch_name, "repository": project.repository},
-            spec_id=spec.pk,
-        )
-        if project.github_repo:
-            pull = GitHubClient.from_settings().pull_request_open(
-                repo=project.github_repo,
-                head=spec.branch_name,
-                base=project.default_branch,
-                title=spec.title,
-                body=pull_request_body(spec),
-            )
-            spec.pull_request_url = pull.url
-            spec.pull_request_number = pull.number
-            spec.save(update_fields=["pull_request_url", "pull_request_number", "updated_at"])
+        repository.spec_branch_push(spec=spec, url=project.repository, token=token)
+        if held is not None:
+            held.check()
+        with events_batch():
+            Spec.objects.filter(pk=spec.pk).update(branch_pushed_at=timezone.now(), updated_at=timezone.now())
             event_record(
-                type="spec.pull_request_opened",
-                payload={"number": pull.number, "url": pull.url, "created": pull.created, "branch": spec.branch_name},
+                type="spec.branch_pushed",
+                payload={"branch": spec.branch_name, "repository": project.repository},
                 spec_id=spec.pk,
             )
+    if project.github_repo and not spec.pull_request_url:
+        pull = GitHubClient.from_settings().pull_request_open(
+            repo=project.github_repo,
+            head=spec.branch_name,
+            base=project.default_branch,
+            title=spec.title,
+            body=pull_request_body(spec),
+        )
+        if held is not None:
+            held.check()
+        with events_batch():
+            updated = Spec.objects.filter(pk=spec.pk, pull_request_url="").update(
+                pull_request_url=pull.url, pull_request_number=pull.number, updated_at=timezone.now()
+            )
+            if updated:
+                event_record(
+                    type="spec.pull_request_opened",
+                    payload={
+                        "number": pull.number,
+                        "url": pull.url,
+                        "created": pull.created,
+                        "branch": spec.branch_name,
+                    },
+                    spec_id=spec.pk,
+                )
+    if held is not None:
+        with transaction.atomic():
+            held.finish()
+    spec.refresh_from_db()
     return spec
-
-
-def completion_sweep(*, stuck_after_s: int | None = None) -> dict[str, int]:
-    """Re-enqueue completion work whose message was lost: executing specs whose tickets are all
-    DONE, and completed specs whose pull request step has not run (or failed) for a while."""
-    from specs.tasks import spec_completion_task, spec_pull_request_task
-
-    stuck_after_s = settings.OMOI_EXECUTION_STUCK_AFTER_S if stuck_after_s is None else stuck_after_s
-    cutoff = timezone.now() - timedelta(seconds=stuck_after_s)
-    finished = (
-        Spec.objects.filter(status=SpecStatus.EXECUTING, updated_at__lt=cutoff)
-        .annotate(total=Count("tickets"), done=Count("tickets", filter=Q(tickets__phase=Phase.DONE)))
-        .filter(total__gt=0, total=F("done"))
-        .values_list("pk", flat=True)
-    )
-    counts = {"completions": 0, "pull_requests": 0}
-    for spec_id in finished:
-        spec_completion_task.delay(spec_id)
-        counts["completions"] += 1
-    waiting = Spec.objects.filter(
-        status=SpecStatus.COMPLETED, pull_request_url="", completed_at__lt=cutoff, project__github_repo__gt=""
-    ).values_list("pk", flat=True)
-    for spec_id in waiting:
-        spec_pull_request_task.delay(spec_id)
-        counts["pull_requests"] += 1
-    return counts

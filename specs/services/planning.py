@@ -1,36 +1,41 @@
-"""The planning state machine: launch, the phases as a chain of Celery tasks, and the controls.
+"""The planning state machine: launch, the phases one model turn per step, and the controls.
 
 A spec moves draft → planning → planning_complete → executing → completed, or failed or
-cancelled (STATUS_MOVES). While planning, `current_phase` walks EXPLORE → REQUIREMENTS → DESIGN →
-TASKS → SYNC. Every move goes through `spec_transition`, which records it (events, timestamps)
-and enqueues what comes next on commit: the next phase's task, or the bridge when approval is
-implicit.
+cancelled (STATUS_MOVES), only through `spec_transition`, which records each move (events,
+timestamps) and makes sure the spec's step runs when the new state has work (omoi.leases: the
+"spec" kind; specs/services/steps.py drives it). While planning, `current_phase` walks EXPLORE →
+REQUIREMENTS → DESIGN → TASKS → SYNC.
 
-A phase task (`planning_phase_run`) first claims the phase with a conditional UPDATE of
-`Spec.phase_claim`, so a phase never runs twice at once; a duplicate delivery finds the spec past
-that phase (or the claim taken) and changes nothing. The claim's holder beats `phase_heartbeat_at`
-before every model turn; the sweeper (`planning_sweep`) breaks a claim whose heartbeat is older
-than OMOI_PLANNING_STUCK_AFTER_S and re-enqueues the phase, and a holder that lost its claim stops
-at its next beat without saving anything. The conversation itself is an AgentRun (transcript in
-the database), so a phase resumed after a crash continues where its transcript ends.
+A planning step (`planning_step`) runs one model turn of the current phase's conversation (an
+AgentRun, its transcript in the database) in the spec's planning sandbox, under the spec's lease:
+a second delivery does nothing, a killed worker's step runs again from the last committed turn, and
+a time limit costs one turn, never the spec. When the model submits, the output is validated; a
+valid one is saved (rows written now) and the next phase begins; an invalid one goes back to the
+model with every problem, a bounded number of times.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from omoi.llm import LLMError, get_provider, tool_uses_of
+from omoi.leases import Held, work_enqueue
+from omoi.llm import LLMError
+from omoi.text import storable, storable_json
 from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus
-from sandboxes.services.agent import agent_run_finish, agent_run_reply, agent_run_start, agent_turn_run
-from sandboxes.services.events import event_record, truncate_text
-from sandboxes.services.sandbox import sandbox_acquire, sandbox_release
+from sandboxes.services.agent import (
+    agent_run_finish,
+    agent_run_reply,
+    agent_run_start,
+    agent_turn_run,
+    pending_terminal_call,
+)
+from sandboxes.services.events import event_record, events_batch, truncate_text
+from sandboxes.services.sandbox import sandbox_acquire, sandbox_live, sandbox_release
 from sandboxes.tools import READ_ONLY_TOOLS
 from specs import prompts
 from specs.models import Spec, SpecPhase, SpecRequirement, SpecStatus
@@ -45,9 +50,9 @@ S = SpecStatus
 STATUS_MOVES: dict[str, set[str]] = {
     S.DRAFT: {S.PLANNING, S.CANCELLED},
     S.PLANNING: {S.PLANNING, S.PLANNING_COMPLETE, S.FAILED, S.CANCELLED},
-    S.PLANNING_COMPLETE: {S.PLANNING, S.EXECUTING, S.CANCELLED},
+    S.PLANNING_COMPLETE: {S.PLANNING, S.EXECUTING, S.FAILED, S.CANCELLED},
     S.EXECUTING: {S.COMPLETED, S.FAILED, S.CANCELLED},
-    S.FAILED: {S.PLANNING},
+    S.FAILED: {S.PLANNING, S.PLANNING_COMPLETE, S.EXECUTING},  # a retry resumes where it failed
     S.COMPLETED: set(),
     S.CANCELLED: set(),
 }
@@ -56,7 +61,7 @@ CONVERSATION_PHASES = PLANNING_PHASES[:4]
 NEXT_PHASE = dict(zip(PLANNING_PHASES[:-1], PLANNING_PHASES[1:], strict=True))
 CANCELLABLE = {S.DRAFT, S.PLANNING, S.PLANNING_COMPLETE, S.EXECUTING}
 DEFAULT_PLANNING_MAX_TURNS = 30
-SWEEP_BATCH = 100
+SPEC_KIND = "spec"
 
 
 class SpecConflict(Exception):
@@ -75,16 +80,10 @@ def _actor(user) -> str:
     return getattr(user, "username", "") or "system"
 
 
-def _enqueue_phase(spec_id: int, phase: str) -> None:
-    from specs.tasks import planning_phase_task
-
-    planning_phase_task.delay_on_commit(spec_id, phase)
-
-
-def _enqueue_execute(spec_id: int, actor: str) -> None:
-    from specs.tasks import spec_execute_task
-
-    spec_execute_task.delay_on_commit(spec_id, actor)
+def spec_work_enqueue(*, spec_id: int) -> None:
+    """The spec has work (a planning turn, the bridge, completion, the pull request): make sure
+    its step runs, after commit."""
+    work_enqueue(kind=SPEC_KIND, object_id=spec_id)
 
 
 # --- The one move service ---------------------------------------------------------------------
@@ -92,10 +91,19 @@ def _enqueue_execute(spec_id: int, actor: str) -> None:
 
 @transaction.atomic
 def spec_transition(
-    *, spec_id: int, status: str, phase: str | None = None, actor: str, reason: str = "", error: str = ""
+    *,
+    spec_id: int,
+    status: str,
+    phase: str | None = None,
+    actor: str,
+    reason: str = "",
+    error: str = "",
+    changes: dict[str, Any] | None = None,
 ) -> Spec:
-    """Move the spec to `status` (and `phase`, default: keep the current one), record the move, and
-    enqueue what follows on commit. Moving to where the spec already is changes nothing."""
+    """Move the spec to `status` (and `phase`, default: keep the current one): the only code that
+    changes Spec.status. Checks STATUS_MOVES, applies `changes` (other fields the move sets), records
+    the move, and makes sure the spec's step runs when the new state has work. Moving to where the
+    spec already is changes nothing."""
     spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
     phase = phase or spec.current_phase
     if spec.status == status and spec.current_phase == phase:
@@ -104,17 +112,23 @@ def spec_transition(
         raise SpecConflict(f"a {spec.status} spec cannot become {status}")
     previous_status, previous_phase = spec.status, spec.current_phase
     now = timezone.now()
-    spec.status, spec.current_phase, spec.phase_claim = status, phase, ""
-    fields = ["status", "current_phase", "phase_claim", "phase_heartbeat_at", "updated_at"]
-    if status == S.PLANNING:
-        spec.phase_started_at = spec.phase_heartbeat_at = now
+    spec.status, spec.current_phase = status, phase
+    fields = ["status", "current_phase", "updated_at"]
+    for name, value in (changes or {}).items():
+        setattr(spec, name, value)
+        fields.append(name)
+    if status in (S.PLANNING, S.EXECUTING):
         spec.last_error = ""
-        fields += ["phase_started_at", "last_error"]
-    else:
-        spec.phase_heartbeat_at = None
-    if status == S.FAILED:
-        spec.last_error = error or reason or "failed"
         fields.append("last_error")
+    if status == S.PLANNING:
+        spec.phase_started_at = now
+        fields.append("phase_started_at")
+    if status == S.FAILED:
+        spec.last_error = storable(error or reason or "failed", 4000)
+        fields.append("last_error")
+    if status == S.COMPLETED:
+        spec.completed_at, spec.progress = now, 100
+        fields += ["completed_at", "progress"]
     implicit_approval = status == S.PLANNING_COMPLETE and not spec.require_approval and spec.approved_at is None
     if implicit_approval:
         spec.approved_at = now
@@ -130,7 +144,7 @@ def spec_transition(
                 "phase": phase,
                 "previous_phase": previous_phase,
                 "actor": actor,
-                "reason": reason,
+                "reason": storable(reason, 2000),
             },
             spec_id=spec.pk,
         )
@@ -140,10 +154,13 @@ def spec_transition(
             payload={"phase": phase, "attempts_used": spec.phase_attempts.get(phase, 0), "reason": reason},
             spec_id=spec.pk,
         )
-        _enqueue_phase(spec.pk, phase)
+        spec_work_enqueue(spec_id=spec.pk)
     if implicit_approval:
         event_record(type="spec.approved", payload={"implicit": True, "actor": actor}, spec_id=spec.pk)
-        _enqueue_execute(spec.pk, actor)
+    if status == S.PLANNING_COMPLETE and spec.approved_at is not None:
+        spec_work_enqueue(spec_id=spec.pk)  # the bridge
+    if status == S.COMPLETED:
+        spec_work_enqueue(spec_id=spec.pk)  # the pull request step
     return spec
 
 
@@ -198,7 +215,7 @@ def spec_approve(*, spec_id: int, user) -> Spec:
         spec.approved_at, spec.approved_by = timezone.now(), user
         spec.save(update_fields=["approved_at", "approved_by", "updated_at"])
         event_record(type="spec.approved", payload={"implicit": False, "actor": _actor(user)}, spec_id=spec.pk)
-    _enqueue_execute(spec.pk, _actor(user))
+    spec_work_enqueue(spec_id=spec.pk)
     return spec
 
 
@@ -211,7 +228,13 @@ def spec_retry(*, spec_id: int, user) -> Spec:
         raise SpecConflict(f"only a failed spec can be retried; this spec is {spec.status}")
     if spec.current_phase == SpecPhase.EXECUTE:
         from specs.services.bridge import spec_execution_resume
+        from tickets.models import Ticket
 
+        if not Ticket.objects.filter(spec=spec).exists():
+            # The bridge itself failed: run it again.
+            return spec_transition(
+                spec_id=spec.pk, status=S.PLANNING_COMPLETE, phase=SpecPhase.SYNC, actor=_actor(user), reason="retry"
+            )
         return spec_execution_resume(spec_id=spec.pk, actor=_actor(user))
     if spec.current_phase not in PLANNING_PHASES:
         raise SpecConflict(f"this spec failed during {spec.current_phase}, which cannot be retried")
@@ -234,6 +257,7 @@ def spec_cancel(*, spec_id: int, user) -> Spec:
     running = AgentRun.objects.filter(spec=spec, kind=AgentRunKind.PLANNING, status=AgentRunStatus.RUNNING)
     for run_id in running.values_list("pk", flat=True):
         agent_run_finish(run_id=run_id, status=AgentRunStatus.CANCELLED, stop_reason="the spec was cancelled")
+    _release_planning_sandbox_on_commit(spec.pk)
     return spec
 
 
@@ -257,57 +281,7 @@ def spec_replan(*, spec_id: int, user) -> Spec:
     )
 
 
-# --- Claims ---------------------------------------------------------------------------------------
-
-
-def _claim(spec_id: int, phase: str) -> str | None:
-    token = uuid.uuid4().hex
-    claimed = Spec.objects.filter(pk=spec_id, status=S.PLANNING, current_phase=phase, phase_claim="").update(
-        phase_claim=token, phase_heartbeat_at=timezone.now()
-    )
-    return token if claimed else None
-
-
-def _beat(spec_id: int, token: str) -> bool:
-    """Renew the claim's heartbeat; False when the claim is gone (cancelled, or broken by the
-    sweeper), and the holder must stop."""
-    return bool(
-        Spec.objects.filter(pk=spec_id, status=S.PLANNING, phase_claim=token).update(phase_heartbeat_at=timezone.now())
-    )
-
-
-def _locked_if_held(spec_id: int, phase: str, token: str) -> Spec | None:
-    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
-    if spec.status != S.PLANNING or spec.current_phase != phase or spec.phase_claim != token:
-        return None
-    return spec
-
-
-# --- Running a phase ------------------------------------------------------------------------------
-
-
-def planning_phase_run(*, spec_id: int, phase: str) -> str:
-    """Run one planning phase of the spec, if it is due and nobody else runs it. Returns what
-    happened: "stale" (the spec is not planning at this phase: a duplicate delivery), "busy"
-    (another runner holds the claim), "completed", "failed", or "lost" (the claim went away:
-    cancelled, or broken by the sweeper). Invalid output is repaired within the run."""
-    spec = Spec.objects.select_related("project").filter(pk=spec_id).first()
-    if spec is None or spec.status != S.PLANNING or spec.current_phase != phase:
-        return "stale"
-    token = _claim(spec_id, phase)
-    if token is None:
-        return "busy"
-    try:
-        if phase == SpecPhase.SYNC:
-            return _sync_phase(spec_id=spec_id, token=token)
-        return _conversation_phase(spec=spec, phase=phase, token=token)
-    except LLMError as exc:
-        _phase_fail(spec_id=spec_id, phase=phase, token=token, error=f"the model could not be used: {exc}")
-        return "failed"
-    except Exception as exc:
-        logger.exception("planning phase %s of spec %s failed", phase, spec_id)
-        _phase_fail(spec_id=spec_id, phase=phase, token=token, error=f"{phase} failed: {type(exc).__name__}: {exc}")
-        return "failed"
+# --- Running a phase, one turn per step -------------------------------------------------------
 
 
 def _active_run(spec_id: int, phase: str) -> AgentRun | None:
@@ -318,90 +292,91 @@ def _active_run(spec_id: int, phase: str) -> AgentRun | None:
     )
 
 
-def _pending_submit(run: AgentRun, submit_name: str) -> dict[str, Any] | None:
-    """The submit call of the last assistant message, when it still waits for its answer (a crash
-    between the model's submit and our reply): it is validated without asking the model again."""
-    if not run.messages or run.messages[-1].get("role") != "assistant":
-        return None
-    for block in tool_uses_of(run.messages[-1].get("content") or []):
-        if block.get("name") == submit_name:
-            return block
-    return None
+def planning_workspace(*, spec: Spec):
+    """The spec's planning sandbox (one for all of planning): the project's default branch,
+    detached, made once from this worker's mirror of the repository."""
+    from tickets.services.repository import planning_start_point
+
+    def start() -> tuple[str, str]:
+        mirror, sha = planning_start_point(spec=spec)
+        return str(mirror), sha
+
+    return sandbox_acquire(spec_id=spec.pk, ticket_id=None, source=start, branch=None)
 
 
-def _conversation_phase(*, spec: Spec, phase: str, token: str) -> str:
-    provider = get_provider()
-    project = spec.project
+def _release_planning_sandbox_on_commit(spec_id: int) -> None:
+    sandbox = sandbox_live(spec_id=spec_id)
+    if sandbox is not None:
+        sandbox_id = sandbox.pk
+        transaction.on_commit(lambda: sandbox_release(sandbox_id=sandbox_id), robust=True)
+
+
+def planning_step(*, spec: Spec, held: Held) -> str:
+    """One step of planning: SYNC, or one model turn of the current phase with its submit handled.
+    Returns what happened: "turn", "completed" (the phase), "retry" (invalid output sent back),
+    "failed", "stale"."""
+    phase = spec.current_phase
+    if phase == SpecPhase.SYNC:
+        return _sync_phase(spec_id=spec.pk, held=held)
+    if phase not in CONVERSATION_PHASES:
+        return "stale"
     try:
-        sandbox, workspace = sandbox_acquire(
-            spec_id=spec.pk, task_id=None, repository=project.repository, base_ref=project.default_branch, branch=None
-        )
-    except Exception as exc:
+        _sandbox, workspace = planning_workspace(spec=spec)
+    except Exception as exc:  # noqa: BLE001 — classified: transient ones are retried by the lease
+        from omoi.retry import is_transient
+
+        if is_transient(exc):
+            raise
+        project = spec.project
         _phase_fail(
             spec_id=spec.pk,
             phase=phase,
-            token=token,
+            held=held,
             error=f"the repository {project.repository} ({project.default_branch}) could not be checked out: {exc}",
         )
         return "failed"
     submit_name = SUBMIT_TOOL_NAMES[phase]
-    tools = [*READ_ONLY_TOOLS, submit_tool(phase)]
-    try:
-        run = _active_run(spec.pk, phase)
-        if run is None:
-            run = agent_run_start(
-                kind=AgentRunKind.PLANNING,
+    run = _active_run(spec.pk, phase)
+    if run is None:
+        run = agent_run_start(
+            kind=AgentRunKind.PLANNING,
+            spec_id=spec.pk,
+            phase=phase,
+            system_prompt=prompts.system_prompt(phase),
+            first_message=prompts.first_message(spec, phase),
+            sandbox_id=_sandbox.pk,
+        )
+    call = pending_terminal_call(run, {submit_name})
+    if call is None:
+        if run.turns >= _max_turns():
+            agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason="turn limit reached")
+            _phase_fail(
                 spec_id=spec.pk,
                 phase=phase,
-                system_prompt=prompts.system_prompt(phase),
-                first_message=prompts.first_message(spec, phase),
-                sandbox_id=sandbox.pk,
+                held=held,
+                error=f"the model did not call {submit_name} within {_max_turns()} turns",
             )
-        while True:
-            if not _beat(spec.pk, token):
-                return _lost(spec_id=spec.pk, run=run)
-            call = _pending_submit(run, submit_name)
-            if call is None:
-                if run.turns >= _max_turns():
-                    agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason="turn limit reached")
-                    _phase_fail(
-                        spec_id=spec.pk,
-                        phase=phase,
-                        token=token,
-                        error=f"the model did not call {submit_name} within {_max_turns()} turns",
-                    )
-                    return "failed"
-                outcome = agent_turn_run(
-                    run_id=run.pk,
-                    expected_turn=run.turns,
-                    workspace=workspace,
-                    tools=tools,
-                    terminal_tools={submit_name},
-                    conversation_key=phase,
-                    provider=provider,
-                )
-                run.refresh_from_db()
-                if outcome.kind == "stale":
-                    if run.status != AgentRunStatus.RUNNING:
-                        return _lost(spec_id=spec.pk, run=run)
-                    continue
-                if outcome.kind != "terminal":
-                    continue
-                call = {"id": outcome.tool_use_id, "name": outcome.name, "input": outcome.input}
-            result = _submit_handle(spec_id=spec.pk, phase=phase, token=token, run=run, call=call)
-            if result != "retry":
-                return result
-            run.refresh_from_db()
-    finally:
-        sandbox_release(sandbox_id=sandbox.pk)
-
-
-def _lost(*, spec_id: int, run: AgentRun | None) -> str:
-    """The claim went away. A cancelled spec's run ends; a run whose claim was broken stays
-    running for the new holder to continue."""
-    if run is not None and Spec.objects.filter(pk=spec_id, status=S.CANCELLED).exists():
-        agent_run_finish(run_id=run.pk, status=AgentRunStatus.CANCELLED, stop_reason="the spec was cancelled")
-    return "lost"
+            return "failed"
+        try:
+            outcome = agent_turn_run(
+                run=run,
+                workspace=workspace,
+                tools=[*READ_ONLY_TOOLS, submit_tool(phase)],
+                terminal_tools={submit_name},
+                conversation_key=phase,
+                before_tools=held.check,
+            )
+        except LLMError as exc:
+            if exc.transient:
+                raise
+            _phase_fail(spec_id=spec.pk, phase=phase, held=held, error=f"the model could not be used: {exc}")
+            return "failed"
+        if outcome.kind != "terminal":
+            with transaction.atomic():
+                held.finish(more=True)
+            return "turn"
+        call = {"id": outcome.tool_use_id, "name": outcome.name, "input": outcome.input}
+    return _submit_handle(spec_id=spec.pk, phase=phase, held=held, run=run, call=call)
 
 
 def _problems_message(problems: list[str], attempt: int, max_attempts: int) -> str:
@@ -415,7 +390,14 @@ def _problems_message(problems: list[str], attempt: int, max_attempts: int) -> s
     return f"The submission was rejected ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}\n{tail}"
 
 
-def _submit_handle(*, spec_id: int, phase: str, token: str, run: AgentRun, call: dict[str, Any]) -> str:
+def _locked_if_planning(spec_id: int, phase: str) -> Spec | None:
+    spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
+    if spec.status != S.PLANNING or spec.current_phase != phase:
+        return None
+    return spec
+
+
+def _submit_handle(*, spec_id: int, phase: str, held: Held, run: AgentRun, call: dict[str, Any]) -> str:
     requirement_keys: list[str] = []
     if phase == SpecPhase.TASKS:
         requirement_keys = list(
@@ -423,10 +405,11 @@ def _submit_handle(*, spec_id: int, phase: str, token: str, run: AgentRun, call:
         )
     output, problems = phase_output_validate(phase=phase, data=call.get("input"), requirement_keys=requirement_keys)
     max_attempts = settings.OMOI_PHASE_MAX_ATTEMPTS
-    with transaction.atomic():
-        spec = _locked_if_held(spec_id, phase, token)
+    with events_batch():
+        held.finish(more=True)
+        spec = _locked_if_planning(spec_id, phase)
         if spec is None:
-            return "lost"
+            return "stale"
         attempt = int(spec.phase_attempts.get(phase, 0)) + 1
         spec.phase_attempts = {**spec.phase_attempts, phase: attempt}
         if problems:
@@ -452,13 +435,13 @@ def _submit_handle(*, spec_id: int, phase: str, token: str, run: AgentRun, call:
             _phase_fail(
                 spec_id=spec.pk,
                 phase=phase,
-                token=token,
+                held=None,
                 error=f"the {phase} output was still invalid after {attempt} attempts:\n{listing}",
                 problems=problems,
             )
             return "failed"
 
-        data = output.model_dump(mode="json")  # type: ignore[union-attr]
+        data = storable_json(output.model_dump(mode="json"))  # type: ignore[union-attr]
         summary = _phase_output_save(spec=spec, phase=phase, data=data)
         spec.save(update_fields=["phase_data", "design", "phase_attempts", "updated_at"])
         agent_run_reply(run_id=run.pk, tool_use_id=call["id"], content=f"Accepted: {summary}.", is_error=False)
@@ -500,17 +483,18 @@ def _changes(counts: sync.SyncCounts) -> str:
     )
 
 
-def _sync_phase(*, spec_id: int, token: str) -> str:
+def _sync_phase(*, spec_id: int, held: Held) -> str:
     """SYNC: reconcile the rows with the saved phase output (normally already equal: a no-op),
-    then planning is complete."""
-    with transaction.atomic():
-        spec = _locked_if_held(spec_id, SpecPhase.SYNC, token)
+    then planning is complete (and, without approval required, the bridge runs next)."""
+    with events_batch():
+        held.finish(more=True)
+        spec = _locked_if_planning(spec_id, SpecPhase.SYNC)
         if spec is None:
-            return "lost"
+            return "stale"
         requirements = (spec.phase_data.get(SpecPhase.REQUIREMENTS) or {}).get("requirements")
         tasks = (spec.phase_data.get(SpecPhase.TASKS) or {}).get("tasks")
         if not tasks:
-            _phase_fail(spec_id=spec.pk, phase=SpecPhase.SYNC, token=token, error="there is no tasks output to sync")
+            _phase_fail(spec_id=spec.pk, phase=SpecPhase.SYNC, held=None, error="there is no tasks output to sync")
             return "failed"
         # Requirement rows are the truth once written (edits go to both); phase_data mirrors them.
         requirement_counts = (
@@ -538,14 +522,19 @@ def _sync_phase(*, spec_id: int, token: str) -> str:
             spec_id=spec.pk,
         )
         spec_transition(spec_id=spec.pk, status=S.PLANNING_COMPLETE, actor="planner", reason="planning complete")
+        _release_planning_sandbox_on_commit(spec.pk)
     return "completed"
 
 
-def _phase_fail(*, spec_id: int, phase: str, token: str | None, error: str, problems: list[str] | None = None) -> bool:
-    """The phase failed: the spec becomes failed at this phase, with a readable last_error."""
-    with transaction.atomic():
-        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
-        if spec.status != S.PLANNING or spec.current_phase != phase or (token and spec.phase_claim != token):
+def _phase_fail(*, spec_id: int, phase: str, held: Held | None, error: str, problems: list[str] | None = None) -> bool:
+    """The phase failed: the spec becomes failed at this phase, with a readable last_error (inside
+    the step's transaction when `held` is given, which then ends the step)."""
+    error = storable(error, 4000)
+    with events_batch():
+        if held is not None:
+            held.finish()
+        spec = _locked_if_planning(spec_id, phase)
+        if spec is None:
             return False
         attempts = int(spec.phase_attempts.get(phase, 0))
         event_record(
@@ -557,54 +546,5 @@ def _phase_fail(*, spec_id: int, phase: str, token: str | None, error: str, prob
         run = _active_run(spec.pk, phase)
         if run is not None:
             agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason=truncate_text(error, 250))
+        _release_planning_sandbox_on_commit(spec.pk)
     return True
-
-
-# --- Nothing stuck --------------------------------------------------------------------------------
-
-
-def planning_sweep(*, now=None) -> list[int]:
-    """Re-enqueue the current phase of every spec planning without a sign of life for
-    OMOI_PLANNING_STUCK_AFTER_S (a lost message or a dead worker), breaking its stale claim; and
-    re-send the bridge task of approved specs still waiting to execute. Returns the spec ids."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.OMOI_PLANNING_STUCK_AFTER_S)
-    swept: list[int] = []
-    stuck_ids = list(
-        Spec.objects.filter(status=S.PLANNING, phase_heartbeat_at__lt=cutoff)
-        .order_by("phase_heartbeat_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    stuck_ids += list(
-        Spec.objects.filter(status=S.PLANNING, phase_heartbeat_at__isnull=True).values_list("pk", flat=True)[
-            :SWEEP_BATCH
-        ]
-    )
-    for spec_id in stuck_ids:
-        with transaction.atomic():
-            spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
-            if spec.status != S.PLANNING or (spec.phase_heartbeat_at and spec.phase_heartbeat_at >= cutoff):
-                continue
-            idle = (now - spec.phase_heartbeat_at).total_seconds() if spec.phase_heartbeat_at else None
-            claim_broken = bool(spec.phase_claim)
-            spec.phase_claim, spec.phase_heartbeat_at = "", now
-            spec.save(update_fields=["phase_claim", "phase_heartbeat_at", "updated_at"])
-            event_record(
-                type="spec.phase_requeued",
-                payload={"phase": spec.current_phase, "idle_s": idle, "claim_broken": claim_broken},
-                spec_id=spec.pk,
-            )
-            _enqueue_phase(spec.pk, spec.current_phase)
-            swept.append(spec.pk)
-    waiting = Spec.objects.filter(
-        status=S.PLANNING_COMPLETE, approved_at__isnull=False, updated_at__lt=cutoff
-    ).values_list("pk", flat=True)[:SWEEP_BATCH]
-    for spec_id in list(waiting):
-        with transaction.atomic():
-            updated = Spec.objects.filter(
-                pk=spec_id, status=S.PLANNING_COMPLETE, approved_at__isnull=False, updated_at__lt=cutoff
-            ).update(updated_at=now)
-            if updated:
-                _enqueue_execute(spec_id, "sweeper")
-                swept.append(spec_id)
-    return swept

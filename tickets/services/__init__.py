@@ -27,7 +27,6 @@ from tickets.services.tickets import project_create, ticket_create, ticket_depen
 from tickets.services.transitions import (
     ticket_block,
     ticket_progress,
-    ticket_progress_sweep,
     ticket_start,
     ticket_transition,
     ticket_unblock,
@@ -56,7 +55,6 @@ __all__ = [
     "ticket_create",
     "ticket_dependency_add",
     "ticket_progress",
-    "ticket_progress_sweep",
     "ticket_start",
     "ticket_transition",
     "ticket_unblock",

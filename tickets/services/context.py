@@ -141,19 +141,21 @@ def ticket_context_summarize(*, ticket_id: int, context_updated_at: str) -> bool
     """Replace the rule-based summary with the model's, if the context has not changed since the
     move that asked for it. Returns whether the summary was replaced. The model call happens
     outside any transaction; only the final write locks the ticket."""
-    from omoi.llm import LLMError, UsageContext, get_provider, text_of
+    from omoi.llm import LLMError, UsageContext, get_provider, text_of, usage_record
 
     ticket = Ticket.objects.get(pk=ticket_id)
     if not ticket.context_updated_at or ticket.context_updated_at.isoformat() != context_updated_at:
         return False
+    context = UsageContext(conversation_key="context_summary", spec_id=ticket.spec_id, phase=ticket.phase)
     try:
         response = get_provider().complete(
             system=SUMMARY_SYSTEM_PROMPT,
             messages=[{"role": "user", "content": json.dumps(ticket.context, sort_keys=True)[:50_000]}],
             tools=[],
-            context=UsageContext(conversation_key="context_summary", spec_id=ticket.spec_id, phase=ticket.phase),
+            context=context,
             max_tokens=800,
         )
+        usage_record(provider=response.provider, model=response.model, usage=response.usage, context=context)
     except LLMError as exc:
         logger.warning("context summary for ticket %s kept rule-based: %s", ticket_id, exc)
         return False

@@ -1,30 +1,27 @@
-"""The host's own clones of project repositories, and the branches work moves through.
+"""The branches work moves through, kept in sandboxes' git store (the database is where each branch
+points; each worker's bare mirror is a cache any worker can rebuild).
 
-Each spec gets a host clone (OMOI_DATA_DIR/repos/spec-<id>) holding the spec branch, made from
-the project's default branch, and one branch per ticket, made from the spec branch when the
-ticket's work starts. Sandboxes clone from the host clone; verified work is fetched back into the
-ticket branch and, at DEPLOYMENT, merged into the spec branch. Only the host pushes, so tokens
-never enter a sandbox. Tickets made by hand use a project clone and an integration branch.
-
-Git operations on one host clone are serialised by a file lock, because several worker processes
-fetch into and merge in the same clone.
+Each spec has a scope holding the spec branch, made from the project's default branch, and one
+branch per ticket, made from the spec branch when the ticket's work starts. A ticket's sandbox is
+made from its ticket branch; verified work leaves the sandbox as a bundle and advances the ticket
+branch; at DEPLOYMENT the ticket branch is merged into the spec branch with a compare-and-set, so
+two tickets merging at once cannot lose each other's work and no lock is held while git runs.
+Only the host pushes, so tokens never enter a sandbox. Tickets made by hand use a project scope
+and an integration branch.
 """
 
 from __future__ import annotations
 
-import fcntl
 import re
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
-from sandboxes import git
+from sandboxes.services import gitstore
+from sandboxes.workspace import Workspace
 from tickets.models import Project, Ticket
 
 INTEGRATION_BRANCH = "omoi/integration"
+MERGE_ATTEMPTS = 20
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -39,45 +36,18 @@ def _stamp(moment) -> str:
     return moment.strftime("%Y%m%d%H%M%S%f")
 
 
-def spec_repo_dir(spec) -> Path:
-    """The spec's host clone. The creation time in the name keeps a recreated database from
-    reusing a clone made for another spec with the same id."""
-    return Path(settings.OMOI_REPOS_DIR) / f"spec-{spec.pk}-{_stamp(spec.created_at)}"
+def spec_scope(spec) -> str:
+    """The spec's git scope. The creation time in the name keeps a recreated database from reusing
+    a mirror made for another spec with the same id."""
+    return f"spec-{spec.pk}-{_stamp(spec.created_at)}"
 
 
-def ticket_repo_dir(ticket: Ticket) -> Path:
-    if ticket.spec_id:
-        return spec_repo_dir(ticket.spec)
-    return Path(settings.OMOI_REPOS_DIR) / f"project-{ticket.project_id}-{_stamp(ticket.project.created_at)}"
+def project_scope(project: Project) -> str:
+    return f"project-{project.pk}-{_stamp(project.created_at)}"
 
 
-@contextmanager
-def host_repo_lock(repo_dir: Path) -> Iterator[None]:
-    repo_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(repo_dir.parent / f".{repo_dir.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _ensure_clone(project: Project, repo_dir: Path) -> None:
-    if not (repo_dir / ".git").exists():
-        partial = repo_dir.with_name(repo_dir.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial)
-        git.clone(project.repository, partial)
-        partial.rename(repo_dir)
-
-
-def spec_repo_prepare(*, spec, branch: str) -> Path:
-    """The spec's host clone with its branch made from the default branch (idempotent)."""
-    repo_dir = spec_repo_dir(spec)
-    with host_repo_lock(repo_dir):
-        _ensure_clone(spec.project, repo_dir)
-        git.ensure_branch(repo_dir, branch, spec.project.default_branch)
-    return repo_dir
+def ticket_scope(ticket: Ticket) -> str:
+    return spec_scope(ticket.spec) if ticket.spec_id else project_scope(ticket.project)
 
 
 def base_branch_for(ticket: Ticket) -> str:
@@ -92,36 +62,121 @@ def ticket_branch_name(ticket: Ticket) -> str:
     return f"omoi/t{ticket.pk}-{slug(label, 24)}"
 
 
-def ticket_repo_prepare(*, ticket: Ticket) -> tuple[Path, str, str]:
-    """Make sure the host clone, the base branch and the ticket branch exist. The ticket branch is
-    made from the base branch the first time, so it starts from the work merged so far.
-    Returns (host clone, base branch, ticket branch)."""
-    repo_dir = ticket_repo_dir(ticket)
+def scope_mirror(*, scope: str, project: Project) -> Path:
+    return gitstore.mirror_ensure(scope=scope, origin=project.repository)
+
+
+def spec_repo_prepare(*, spec, branch: str) -> Path:
+    """The spec's mirror with its branch made from the default branch (idempotent)."""
+    scope = spec_scope(spec)
+    mirror = scope_mirror(scope=scope, project=spec.project)
+    if gitstore.ref_get(scope=scope, name=branch) is None:
+        sha = gitstore.resolve(mirror, spec.project.default_branch)
+        gitstore.ref_create(scope=scope, name=branch, sha=sha, spec_id=spec.pk)
+        mirror = scope_mirror(scope=scope, project=spec.project)
+    return mirror
+
+
+def planning_start_point(*, spec) -> tuple[Path, str]:
+    """The mirror and commit planning explores: the project's default branch."""
+    mirror = scope_mirror(scope=spec_scope(spec), project=spec.project)
+    return mirror, gitstore.resolve(mirror, spec.project.default_branch)
+
+
+@dataclass
+class StartPoint:
+    mirror: Path
+    scope: str
+    base_branch: str
+    branch: str
+    sha: str
+
+
+def ticket_start_point(*, ticket: Ticket) -> StartPoint:
+    """Where the ticket's work stands: its branch (made from the base branch the first time, so it
+    starts from the work merged so far) in this worker's mirror."""
+    scope = ticket_scope(ticket)
     base = base_branch_for(ticket)
     branch = ticket_branch_name(ticket)
-    with host_repo_lock(repo_dir):
-        _ensure_clone(ticket.project, repo_dir)
-        git.ensure_branch(repo_dir, base, ticket.project.default_branch)
-        git.ensure_branch(repo_dir, branch, base)
-    return repo_dir, base, branch
+    mirror = scope_mirror(scope=scope, project=ticket.project)
+    base_sha = gitstore.ref_get(scope=scope, name=base)
+    if base_sha is None:
+        base_sha = gitstore.ref_create(
+            scope=scope, name=base, sha=gitstore.resolve(mirror, ticket.project.default_branch), spec_id=ticket.spec_id
+        )
+    sha = gitstore.ref_get(scope=scope, name=branch)
+    if sha is None:
+        sha = gitstore.ref_create(scope=scope, name=branch, sha=base_sha, spec_id=ticket.spec_id)
+    mirror = scope_mirror(scope=scope, project=ticket.project)
+    return StartPoint(mirror=mirror, scope=scope, base_branch=base, branch=branch, sha=sha)
 
 
-def ticket_work_fetch(*, ticket: Ticket, workspace_root: Path, workspace_branch: str) -> str:
-    """Bring a verified workspace's branch back into the host clone's ticket branch."""
-    repo_dir = ticket_repo_dir(ticket)
-    with host_repo_lock(repo_dir):
-        return git.fetch_branch(repo_dir, workspace_root, workspace_branch, ticket_branch_name(ticket))
+@dataclass
+class RecordedWork:
+    """Where the ticket's branch now is, the files the ticket changed so far (since it forked from
+    its base branch) with their diff stat, and the files this task changed."""
+
+    sha: str
+    files: list[str]
+    diff_stat: str
+    task_files: list[str]
 
 
-def ticket_work_merge(*, ticket: Ticket, message: str) -> git.MergeResult:
-    repo_dir = ticket_repo_dir(ticket)
-    with host_repo_lock(repo_dir):
-        return git.merge_into(repo_dir, ticket_branch_name(ticket), base_branch_for(ticket), message)
+def ticket_work_record(*, ticket: Ticket, workspace: Workspace, base_sha: str) -> RecordedWork:
+    """Bring the sandbox's committed work (base_sha..HEAD) into the ticket branch, as a bundle."""
+    scope = ticket_scope(ticket)
+    branch = ticket_branch_name(ticket)
+    head, bundle = gitstore.workspace_export(workspace, base=base_sha)
+    mirror = scope_mirror(scope=scope, project=ticket.project)
+    if bundle is not None:
+        tip = gitstore.mirror_import(scope=scope, path=mirror, bundle=bundle)
+        if tip != head:
+            raise gitstore.TransferError(f"the sandbox's bundle holds {tip[:12]}, not its HEAD {head[:12]}")
+        current = gitstore.ref_get(scope=scope, name=branch)
+        if current != head and not gitstore.ref_advance(
+            scope=scope, name=branch, old=current, new=head, bundle=bundle, spec_id=ticket.spec_id
+        ):
+            raise gitstore.TransferError(f"the branch {branch} moved while the work was recorded")
+    # The ticket's changes so far: from where its branch forked from the base branch to its head.
+    base_tip = gitstore.ref_get(scope=scope, name=base_branch_for(ticket)) or base_sha
+    fork = gitstore.merge_base(mirror, base_tip, head) or base_sha
+    return RecordedWork(
+        sha=head,
+        files=gitstore.changed_files(mirror, fork, head) if head != fork else [],
+        diff_stat=gitstore.diff_stat(mirror, fork, head) if head != fork else "",
+        task_files=gitstore.changed_files(mirror, base_sha, head) if head != base_sha else [],
+    )
 
 
-def spec_branch_push(*, spec, token: str | None = None) -> None:
-    """Push the spec branch from the host clone to the project's repository (the host's job:
-    the token never enters a sandbox)."""
-    repo_dir = spec_repo_dir(spec)
-    with host_repo_lock(repo_dir):
-        git.push(repo_dir, spec.project.repository, spec.branch_name, token=token)
+def ticket_work_merge(*, ticket: Ticket, message: str) -> gitstore.MergeOutcome:
+    """Merge the ticket branch into its base branch. A compare-and-set moves the base branch; when
+    another merge moved it first, the merge is computed again from where it is now."""
+    scope = ticket_scope(ticket)
+    base = base_branch_for(ticket)
+    branch = ticket_branch_name(ticket)
+    for _ in range(MERGE_ATTEMPTS):
+        mirror = scope_mirror(scope=scope, project=ticket.project)
+        ours = gitstore.ref_get(scope=scope, name=base)
+        theirs = gitstore.ref_get(scope=scope, name=branch)
+        if ours is None or theirs is None:
+            raise gitstore.TransferError(f"the branches of ticket #{ticket.pk} are not recorded")
+        outcome = gitstore.merge_commits(path=mirror, ours=ours, theirs=theirs, message=message)
+        if not outcome.merged or outcome.sha == ours:
+            return outcome
+        bundle = gitstore.bundle_from_mirror(mirror, tip=outcome.sha, base=ours)
+        if gitstore.ref_advance(
+            scope=scope, name=base, old=ours, new=outcome.sha, bundle=bundle, spec_id=ticket.spec_id
+        ):
+            return outcome
+    raise gitstore.TransferError(f"the branch {base} kept moving: gave up merging after {MERGE_ATTEMPTS} attempts")
+
+
+def spec_branch_sha(*, spec) -> str | None:
+    return gitstore.ref_get(scope=spec_scope(spec), name=spec.branch_name)
+
+
+def spec_branch_push(*, spec, url: str, token: str | None = None) -> None:
+    """Push the spec branch from this worker's mirror (the host's job: the token never enters a
+    sandbox)."""
+    mirror = scope_mirror(scope=spec_scope(spec), project=spec.project)
+    gitstore.push(mirror, url=url, branch=spec.branch_name, token=token)

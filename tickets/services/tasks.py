@@ -17,20 +17,58 @@ from tickets.selectors import OPEN_TASK_STATUSES, open_tasks_exist, runnable_tas
 from tickets.services.gates import artifact_validate
 from tickets.templates import TaskTemplate, templates_for
 
+TASK_MOVES: dict[str, set[str]] = {
+    TaskStatus.PENDING: {TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED},
+    TaskStatus.RUNNING: {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED},
+    TaskStatus.COMPLETED: {TaskStatus.PENDING},  # a fresh pass through the phase
+    TaskStatus.FAILED: {TaskStatus.PENDING},  # a retry
+    TaskStatus.CANCELLED: {TaskStatus.PENDING},  # a retry
+}
+
+
+def task_transition(*, task: Task, to: str, error: str | None = None, fields: Iterable[str] = ()) -> Task:
+    """The one place Task.status changes. Inside the caller's transaction, with the task locked
+    (ticket first, then task): checks the move against TASK_MOVES, stamps the times it implies, and
+    saves the status with `fields` (other attributes the caller set). A move to where the task is
+    already is a no-op."""
+    if task.status == to:
+        return task
+    if to not in TASK_MOVES[task.status]:
+        raise InvalidTaskState(f"task #{task.pk} is {task.status}; it cannot become {to}")
+    now = timezone.now()
+    changed = {"status", "updated_at", *fields}
+    if to == TaskStatus.RUNNING:
+        task.attempts += 1
+        task.started_at = now
+        task.error = ""
+        changed |= {"attempts", "started_at", "error"}
+    elif to == TaskStatus.PENDING:
+        task.started_at = None
+        task.completed_at = None
+        task.error = ""
+        changed |= {"started_at", "completed_at", "error"}
+    else:
+        task.completed_at = now
+        task.error = "" if to == TaskStatus.COMPLETED else (error or task.error)
+        changed |= {"completed_at", "error"}
+    task.status = to
+    task.save(update_fields=sorted(changed))
+    return task
+
 
 def tasks_dispatch_runnable(*, ticket_ids: Iterable[int], task_ids: Iterable[int] | None = None) -> list[int]:
-    """Hand the tasks of these tickets (optionally only `task_ids`) that may run now to the execution
-    seam, which enqueues their runs on commit. Returns the ids handed over."""
-    # Imported here: the execution module builds on these services and may import them.
-    from tickets.services.execution import tasks_dispatch
+    """Tell the execution engine that these tickets may have work (one step per ticket, enqueued
+    on commit: the step finds the ticket's next runnable task itself). Returns the tickets that
+    have a runnable task now."""
+    from tickets.services.execution.dispatch import ticket_work_enqueue
 
     queryset = runnable_tasks(ticket_ids=list(ticket_ids))
     if task_ids is not None:
         queryset = queryset.filter(pk__in=list(task_ids))
-    runnable = list(queryset.values_list("id", flat=True))
-    if runnable:
-        tasks_dispatch(task_ids=runnable)
-    return runnable
+    tickets = sorted(set(queryset.values_list("ticket_id", flat=True)))
+    for ticket_id in tickets:
+        ticket_work_enqueue(ticket_id=ticket_id)
+    return tickets
 
 
 def _task_fields(template: TaskTemplate, ticket: Ticket) -> dict[str, Any]:
@@ -78,16 +116,12 @@ def tasks_reopen(*, ticket: Ticket, phase: str, statuses: Iterable[str]) -> list
     by_key = {template.key: template for template in templates_for(phase)}
     reopened = []
     for task in Task.objects.filter(ticket=ticket, phase=phase, status__in=list(statuses)).order_by("id"):
-        task.status = TaskStatus.PENDING
-        task.error = ""
-        task.started_at = None
-        task.completed_at = None
-        fields = ["status", "error", "started_at", "completed_at", "updated_at"]
         template = by_key.get(task.task_type)
+        fields = []
         if template is not None:
             task.description = template.description(ticket)
             fields.append("description")
-        task.save(update_fields=fields)
+        task_transition(task=task, to=TaskStatus.PENDING, fields=fields)
         reopened.append(task.pk)
     return reopened
 
@@ -110,13 +144,15 @@ def _merge(old: Any, new: Any) -> Any:
     return new
 
 
-def _progress_if_phase_finished(*, ticket: Ticket, task: Task) -> bool:
-    """Enqueue the progression task once no task of the ticket's current phase is open."""
+def _progress_if_phase_finished(*, ticket: Ticket, task: Task, inline: bool = False) -> bool:
+    """Once no task of the ticket's current phase is open, its step judges the gate (progression).
+    Inside the execution engine's own step (`inline`), the step goes on by itself."""
     if task.phase != ticket.phase or open_tasks_exist(ticket_id=ticket.pk, phase=task.phase):
         return False
-    from tickets.tasks import ticket_progress_task
+    if not inline:
+        from tickets.services.execution.dispatch import ticket_work_enqueue
 
-    ticket_progress_task.delay_on_commit(ticket.pk, task.phase)
+        ticket_work_enqueue(ticket_id=ticket.pk)
     return True
 
 
@@ -130,12 +166,7 @@ def task_start(*, task_id: int, actor: str = "system") -> Task:
     blockers = task_blockers(task)
     if blockers:
         raise InvalidTaskState(f"task #{task.pk} cannot start: " + "; ".join(blockers))
-    task.status = TaskStatus.RUNNING
-    task.attempts += 1
-    task.started_at = timezone.now()
-    task.error = ""
-    task.save(update_fields=["status", "attempts", "started_at", "error", "updated_at"])
-    return task
+    return task_transition(task=task, to=TaskStatus.RUNNING)
 
 
 def _artifacts_of(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -152,7 +183,7 @@ def _artifacts_of(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @transaction.atomic
-def task_complete(*, task_id: int, result: dict[str, Any], actor: str) -> Task:
+def task_complete(*, task_id: int, result: dict[str, Any], actor: str, inline: bool = False) -> Task:
     """Mark a pending or running task completed: merge `result` into Task.result, turn
     result["artifacts"] ([{type, path?, content}]) into gate artifacts of the task's phase collected
     by `actor`, and, if no task of the ticket's current phase is still open, enqueue the progression
@@ -166,10 +197,7 @@ def task_complete(*, task_id: int, result: dict[str, Any], actor: str) -> Task:
         raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a pending or running task can complete")
     artifacts = _artifacts_of(result)
     task.result = _merge(task.result or {}, result)
-    task.status = TaskStatus.COMPLETED
-    task.completed_at = timezone.now()
-    task.error = ""
-    task.save(update_fields=["result", "status", "completed_at", "error", "updated_at"])
+    task_transition(task=task, to=TaskStatus.COMPLETED, fields=["result"])
     PhaseGateArtifact.objects.bulk_create(
         [
             PhaseGateArtifact(
@@ -183,12 +211,14 @@ def task_complete(*, task_id: int, result: dict[str, Any], actor: str) -> Task:
             for artifact in artifacts
         ]
     )
-    _progress_if_phase_finished(ticket=ticket, task=task)
+    _progress_if_phase_finished(ticket=ticket, task=task, inline=inline)
     return task
 
 
 @transaction.atomic
-def task_fail(*, task_id: int, error: str, actor: str, result: dict[str, Any] | None = None) -> Task:
+def task_fail(
+    *, task_id: int, error: str, actor: str, result: dict[str, Any] | None = None, inline: bool = False
+) -> Task:
     """Mark a pending or running task failed for good (retries are the caller's to make first).
     When it was the last open task of the phase, progression runs and blocks the ticket with the
     failure as its reason. Failing a failed task again changes nothing."""
@@ -199,11 +229,8 @@ def task_fail(*, task_id: int, error: str, actor: str, result: dict[str, Any] | 
         raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a pending or running task can fail")
     if result:
         task.result = _merge(task.result or {}, result)
-    task.status = TaskStatus.FAILED
-    task.error = error or f"failed (reported by {actor})"
-    task.completed_at = timezone.now()
-    task.save(update_fields=["result", "status", "error", "completed_at", "updated_at"])
-    _progress_if_phase_finished(ticket=ticket, task=task)
+    task_transition(task=task, to=TaskStatus.FAILED, error=error or f"failed (reported by {actor})", fields=["result"])
+    _progress_if_phase_finished(ticket=ticket, task=task, inline=inline)
     return task
 
 
@@ -215,11 +242,7 @@ def task_retry(*, task_id: int, actor: str) -> Task:
         return task
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         raise InvalidTaskState(f"task #{task.pk} is {task.status}; only a failed or cancelled task can be retried")
-    task.status = TaskStatus.PENDING
-    task.error = ""
-    task.started_at = None
-    task.completed_at = None
-    task.save(update_fields=["status", "error", "started_at", "completed_at", "updated_at"])
+    task_transition(task=task, to=TaskStatus.PENDING)
     tasks_dispatch_runnable(ticket_ids=[ticket.pk], task_ids=[task.pk])
     return task
 
@@ -228,14 +251,14 @@ def task_retry(*, task_id: int, actor: str) -> Task:
 def tasks_cancel(*, spec_id: int, actor: str, reason: str) -> list[int]:
     """Cancel every open (pending or running) task of a spec's tickets, so no further turn or host
     step of theirs does anything: each entry point re-reads the task and stops unless it runs."""
-    open_tasks = Task.objects.select_for_update(no_key=True).filter(
-        ticket__spec_id=spec_id, status__in=OPEN_TASK_STATUSES
-    )
-    cancelled = list(open_tasks.values_list("pk", flat=True))
-    Task.objects.filter(pk__in=cancelled).update(
-        status=TaskStatus.CANCELLED,
-        error=f"{reason} (by {actor})",
-        completed_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
+    cancelled = []
+    ticket_ids = Ticket.objects.filter(spec_id=spec_id).order_by("id").values_list("pk", flat=True)
+    list(Ticket.objects.select_for_update(no_key=True).filter(pk__in=list(ticket_ids)).order_by("id"))
+    for task in (
+        Task.objects.select_for_update(no_key=True)
+        .filter(ticket__spec_id=spec_id, status__in=OPEN_TASK_STATUSES)
+        .order_by("id")
+    ):
+        task_transition(task=task, to=TaskStatus.CANCELLED, error=f"{reason} (by {actor})")
+        cancelled.append(task.pk)
     return cancelled

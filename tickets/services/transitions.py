@@ -8,22 +8,18 @@ PhaseGateResult stored, in a transaction of its own, so the refusal is on record
 of the move is. A passing gate's result is stored inside the move's transaction.
 """
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from sandboxes.services.events import event_record
 from tickets.errors import GateBlocked, InvalidTransition
 from tickets.gates import GateOutcome, gate_check
 from tickets.models import BlockedReason, Phase, PhaseGateArtifact, PhaseHistory, Task, TaskStatus, Ticket
-from tickets.selectors import OPEN_TASK_STATUSES, open_tasks_exist
+from tickets.selectors import open_tasks_exist
 from tickets.services.context import context_aggregate
 from tickets.services.gates import gate_result_store
 from tickets.services.tasks import _tasks_create, tasks_dispatch_runnable, tasks_reopen
-from tickets.signals import ticket_completed
+from tickets.signals import ticket_blocked, ticket_completed
 from tickets.workflow import WORKING_PHASES, allowed_transitions, can_transition, gated_phases, next_phase
 
 SYSTEM_ACTOR = "system"
@@ -143,12 +139,11 @@ def _ticket_transition(
             # A fresh pass through a phase it has been in before (after a regression, or sent back
             # from BLOCKED): its work is done again, with the context gathered since.
             tasks_reopen(ticket=ticket, phase=to, statuses=[TaskStatus.COMPLETED, TaskStatus.FAILED])
-        tasks_dispatch_runnable(ticket_ids=[ticket.pk])
-        if not open_tasks_exist(ticket_id=ticket.pk, phase=to):
-            # Back in a phase whose work is all over: let progression judge its gate again.
-            from tickets.tasks import ticket_progress_task
+        # The ticket's step starts the phase's tasks, or, when its work is all over already (back in
+        # a phase it finished), judges its gate again.
+        from tickets.services.execution.dispatch import ticket_work_enqueue
 
-            ticket_progress_task.delay_on_commit(ticket.pk, to.value)
+        ticket_work_enqueue(ticket_id=ticket.pk)
 
     event_record(
         type="ticket.transitioned",
@@ -164,6 +159,15 @@ def _ticket_transition(
         ticket_id=ticket.pk,
     )
 
+    if to == Phase.BLOCKED:
+        ticket_id, spec_id = ticket.pk, ticket.spec_id
+        blocked_as, message = ticket.blocked_reason, ticket.blocked_message
+        transaction.on_commit(
+            lambda: ticket_blocked.send(
+                sender=Ticket, ticket_id=ticket_id, spec_id=spec_id, reason=blocked_as, message=message
+            ),
+            robust=True,
+        )
     if to == Phase.DONE:
         dependent_ids = list(ticket.dependents.values_list("pk", flat=True))
         if dependent_ids:
@@ -240,24 +244,63 @@ def ticket_progress(*, ticket_id: int, phase: Phase | str, actor: str = SYSTEM_A
     )
 
 
-def ticket_progress_sweep(*, stuck_after_s: int | None = None, limit: int = 200) -> list[int]:
-    """Re-enqueue progression for tickets whose phase's work has been over for a while but which
-    are still in that phase: the progression message was lost (a worker killed between commit and
-    publish). Progression is idempotent, so re-enqueuing costs at most a no-op. Returns the ids."""
-    from tickets.tasks import ticket_progress_task
+def tickets_start(*, ticket_ids: list[int], actor: str, reason: str = "started") -> list[int]:
+    """BACKLOG → REQUIREMENTS for many new tickets at once (the bridge), in a fixed number of
+    statements: the same move as `ticket_transition` (BACKLOG has no gate and no context to keep),
+    with its history, its tasks from templates and its events, and a step for every ticket whose
+    dependencies are done. Returns the tickets moved."""
+    from omoi.leases import work_enqueue_many
+    from tickets.models import TicketDependency
+    from tickets.services.execution.dispatch import KIND
+    from tickets.services.tasks import _task_fields
+    from tickets.templates import templates_for
 
-    if stuck_after_s is None:
-        stuck_after_s = settings.OMOI_EXECUTION_STUCK_AFTER_S
-    cutoff = timezone.now() - timedelta(seconds=stuck_after_s)
-    phase_tasks = Task.objects.filter(ticket_id=OuterRef("pk"), phase=OuterRef("phase"))
-    stuck = list(
-        Ticket.objects.filter(phase__in=WORKING_PHASES)
-        .filter(Exists(phase_tasks))
-        .exclude(Exists(phase_tasks.filter(status__in=OPEN_TASK_STATUSES)))
-        .exclude(Exists(phase_tasks.filter(updated_at__gte=cutoff)))
+    to = Phase.REQUIREMENTS
+    if not can_transition(Phase.BACKLOG, to):
+        raise _refusal(Phase.BACKLOG, to)
+    tickets = list(
+        Ticket.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("spec_task", "project")
+        .prefetch_related("spec_task__requirements")
+        .filter(pk__in=ticket_ids, phase=Phase.BACKLOG)
         .order_by("id")
-        .values_list("pk", "phase")[:limit]
     )
-    for ticket_id, phase in stuck:
-        ticket_progress_task.delay(ticket_id, phase)
-    return [ticket_id for ticket_id, _ in stuck]
+    if not tickets:
+        return []
+    now = timezone.now()
+    ids = [ticket.pk for ticket in tickets]
+    PhaseHistory.objects.bulk_create(
+        [PhaseHistory(ticket=t, from_phase=Phase.BACKLOG, to_phase=to, reason=reason, actor=actor) for t in tickets]
+    )
+    Ticket.objects.filter(pk__in=ids).update(phase=to, previous_phase=Phase.BACKLOG, updated_at=now)
+    for ticket in tickets:
+        ticket.phase, ticket.previous_phase = to, Phase.BACKLOG
+    Task.objects.bulk_create(
+        [
+            Task(ticket=ticket, phase=to, task_type=template.key, **_task_fields(template, ticket))
+            for ticket in tickets
+            for template in templates_for(to)
+        ],
+        ignore_conflicts=True,
+    )
+    for ticket in tickets:
+        event_record(
+            type="ticket.transitioned",
+            payload={
+                "from_phase": Phase.BACKLOG.value,
+                "to_phase": to.value,
+                "reason": reason,
+                "actor": actor,
+                "blocked_reason": "",
+                "blocked_message": "",
+            },
+            spec_id=ticket.spec_id,
+            ticket_id=ticket.pk,
+        )
+    waiting = set(
+        TicketDependency.objects.filter(ticket_id__in=ids)
+        .exclude(depends_on__phase=Phase.DONE)
+        .values_list("ticket_id", flat=True)
+    )
+    work_enqueue_many(kind=KIND, object_ids=[i for i in ids if i not in waiting], queue="execution")
+    return ids

@@ -1,0 +1,332 @@
+"""Durable work: leases on units of work, so a lost message or a killed worker costs at most a lease
+period and nothing runs twice.
+
+A unit of work is "the next step of object X of kind K" (a spec's, a ticket's). Its life:
+
+    work_enqueue(kind, id)      in the transaction that made the work due: a Lease row (waiting), and
+                                the kind's Celery task sent on commit. Already waiting: nothing more.
+                                Already running: `rerun` is set, so the holder runs once more.
+    lease_claim(kind, id)       the Celery task claims the row (owner, expiry). A second delivery finds
+                                it held (or gone, when the work is done) and does nothing.
+    with held.heartbeat():      the slow part (a model call, commands, git, GitHub) runs outside every
+                                row lock while a thread renews the expiry.
+    held.finish(more=...)       inside the short transaction that records the outcome: checks that the
+                                lease is still ours (else LeaseLost rolls the outcome back), then
+                                deletes the row, or hands it to the next step (waiting, sent on commit).
+    held.fail(error)            a failure: transient ones back off and retry, up to a cap; then the
+                                kind's give_up puts the object into a visible failed state.
+
+The reconciler (omoi/reconcile.py) sends again every row whose expiry passed or that waited too long.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from omoi.models import Lease
+from omoi.nodes import current_node
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The lease expired and was claimed by another worker: this holder's outcome must not count."""
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """How to run and route one kind of work. `task_name` is a Celery task taking the object id;
+    `route` answers the queue for an object ("" = the task's own route; a node's queue when the work
+    needs that node's disk); `give_up` puts an object whose step failed too often into a visible
+    state (it runs inside a transaction)."""
+
+    name: str
+    task_name: str
+    route: Callable[[int], str]
+    give_up: Callable[[int, str], None]
+
+
+WORK_KINDS: dict[str, WorkKind] = {}
+
+
+def work_kind_register(kind: WorkKind) -> None:
+    WORK_KINDS[kind.name] = kind
+
+
+def lease_seconds() -> float:
+    return float(settings.OMOI_LEASE_S)
+
+
+def _send(kind: str, object_id: int, queue: str, countdown: float | None = None) -> None:
+    from omoi.celery import app
+
+    work = WORK_KINDS[kind]
+    options: dict = {"argsrepr": f"({kind} {object_id})"}
+    if queue:
+        options["queue"] = queue
+    if countdown:
+        options["countdown"] = countdown
+    app.send_task(work.task_name, args=[object_id], **options)
+
+
+def _send_on_commit(kind: str, object_id: int, queue: str, countdown: float | None = None) -> None:
+    transaction.on_commit(lambda: _send(kind, object_id, queue, countdown), robust=True)
+
+
+_UPSERT_SQL = """
+INSERT INTO omoi_lease (kind, object_id, queue, owner, enqueued_at, rerun, token, claims, failures, last_error,
+                        created_at)
+VALUES (%s, %s, %s, '', %s, %s, %s, 0, 0, '', %s)
+ON CONFLICT (kind, object_id) DO UPDATE
+SET rerun = CASE WHEN omoi_lease.owner <> '' THEN %s ELSE omoi_lease.rerun END
+RETURNING token
+"""
+
+
+_holding = threading.local()
+
+
+def _held_here(kind: str, object_id: int) -> Held | None:
+    return getattr(_holding, "leases", {}).get((kind, object_id))
+
+
+def work_enqueue(*, kind: str, object_id: int, queue: str | None = None) -> bool:
+    """Record that `kind:object_id` has work to do and send its task after commit. Idempotent: a
+    step already waiting is not sent twice, and a step running now is told to run again (`rerun`;
+    when this very thread runs it, in memory: the step looks at its object again before it ends).
+    One statement. Returns True when a new step was recorded (and will be sent)."""
+    if kind not in WORK_KINDS:
+        raise ValueError(f"unknown work kind {kind!r}")
+    held = _held_here(kind, object_id)
+    if held is not None:
+        held.more_work = True
+        return False
+    if queue is None:
+        queue = WORK_KINDS[kind].route(object_id)
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    true = True
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_SQL, [kind, object_id, queue, now, False, token, now, true])
+        returned = cursor.fetchone()[0]
+    inserted = returned == token
+    if inserted:
+        _send_on_commit(kind, object_id, queue)
+    return inserted
+
+
+def work_enqueue_many(*, kind: str, object_ids: list[int], queue: str | None = None) -> list[int]:
+    """`work_enqueue` for many objects in one statement (the bridge starting a spec's tickets).
+    Objects whose step already exists are left to it. Returns the ids recorded (and sent)."""
+    if not object_ids:
+        return []
+    if kind not in WORK_KINDS:
+        raise ValueError(f"unknown work kind {kind!r}")
+    now = timezone.now()
+    routes = {object_id: queue if queue is not None else WORK_KINDS[kind].route(object_id) for object_id in object_ids}
+    values = ", ".join(["(%s, %s, %s, '', %s, %s, '', 0, 0, '', %s)"] * len(object_ids))
+    params: list = []
+    for object_id in object_ids:
+        params += [kind, object_id, routes[object_id], now, False, now]
+    sql = (
+        "INSERT INTO omoi_lease (kind, object_id, queue, owner, enqueued_at, rerun, token, claims, failures, "
+        f"last_error, created_at) VALUES {values} ON CONFLICT (kind, object_id) DO NOTHING RETURNING object_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = [int(row[0]) for row in cursor.fetchall()]
+    for object_id in inserted:
+        _send_on_commit(kind, object_id, routes[object_id])
+    return inserted
+
+
+def _owner_name() -> str:
+    return f"{current_node() or 'process'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Held:
+    """A claimed lease. Use `heartbeat()` around slow work, then `finish()` inside the outcome's
+    transaction, or `fail()`."""
+
+    def __init__(self, *, kind: str, object_id: int, owner: str, ttl: float) -> None:
+        self.kind = kind
+        self.object_id = object_id
+        self.owner = owner
+        self.ttl = ttl
+        self.lost = threading.Event()
+        self.more_work = False  # work was enqueued for this object by this step itself
+        self._done = False
+        leases = getattr(_holding, "leases", None)
+        if leases is None:
+            leases = _holding.leases = {}
+        leases[(kind, object_id)] = self
+
+    def _forget(self) -> None:
+        getattr(_holding, "leases", {}).pop((self.kind, self.object_id), None)
+
+    def __repr__(self) -> str:
+        return f"Held({self.kind}:{self.object_id} by {self.owner})"
+
+    def _mine(self):
+        return Lease.objects.filter(kind=self.kind, object_id=self.object_id, owner=self.owner)
+
+    def renew(self) -> bool:
+        """Push the expiry forward; False (and `lost` set) when the lease is no longer ours."""
+        renewed = self._mine().update(expires_at=timezone.now() + timedelta(seconds=self.ttl))
+        if not renewed:
+            self.lost.set()
+        return bool(renewed)
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[Held]:
+        """Renew the lease every third of its period from a thread while the block runs (a model
+        call or a command may take minutes). The thread opens a database connection only if the
+        block outlives the first period, and closes it when it stops."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            try:
+                while not stop.wait(self.ttl / 3):
+                    try:
+                        if not self.renew():
+                            return
+                    except Exception:  # a database blip: the next beat tries again
+                        logger.warning("lease %s: heartbeat failed", self, exc_info=True)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=beat, name=f"lease-{self.kind}-{self.object_id}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def release_local(self) -> None:
+        """Stop answering for this object in this thread (the step ended without finish/fail)."""
+        self._forget()
+
+    def check(self) -> None:
+        """Raise LeaseLost when the heartbeat found the lease gone (stop before doing more)."""
+        if self.lost.is_set():
+            raise LeaseLost(f"{self.kind}:{self.object_id}")
+
+    def finish(self, *, more: bool = False) -> None:
+        """Inside the outcome's transaction: make sure the lease is still ours (LeaseLost otherwise,
+        which rolls the outcome back), then end it, or, with `more` (or when more work arrived
+        meanwhile), hand it to the next step, sent on commit."""
+        row = self._mine().select_for_update().values("rerun").first()
+        if row is None:
+            self.lost.set()
+            raise LeaseLost(f"{self.kind}:{self.object_id}")
+        if more or row["rerun"] or self.more_work:
+            queue = WORK_KINDS[self.kind].route(self.object_id)
+            self._mine().update(
+                owner="",
+                expires_at=None,
+                enqueued_at=timezone.now(),
+                not_before=None,
+                rerun=False,
+                claims=0,
+                failures=0,
+                last_error="",
+                queue=queue,
+            )
+            _send_on_commit(self.kind, self.object_id, queue)
+        else:
+            self._mine().delete()
+        self._done = True
+        self._forget()
+
+    def fail(self, error: str, *, transient: bool) -> str:
+        """Record a failed step. A transient failure (a connection, a timeout, a rate limit) waits
+        and runs again, with back-off, at most OMOI_WORK_MAX_FAILURES times in a row; anything else,
+        or the cap reached, gives up: the kind's give_up records the failure where people look.
+        Returns "retry", "gave_up" or "lost"."""
+        from omoi.text import storable
+
+        self._forget()
+        error = storable(error, 4000)
+        with transaction.atomic():
+            row = self._mine().select_for_update().values("failures").first()
+            if row is None:
+                return "lost"
+            failures = row["failures"] + 1
+            if transient and failures < settings.OMOI_WORK_MAX_FAILURES:
+                delay = min(settings.OMOI_WORK_BACKOFF_S * 2 ** (failures - 1), settings.OMOI_WORK_BACKOFF_MAX_S)
+                queue = WORK_KINDS[self.kind].route(self.object_id)
+                self._mine().update(
+                    owner="",
+                    expires_at=None,
+                    failures=failures,
+                    last_error=error,
+                    not_before=timezone.now() + timedelta(seconds=delay),
+                    enqueued_at=timezone.now(),
+                    queue=queue,
+                )
+                _send_on_commit(self.kind, self.object_id, queue, countdown=delay)
+                return "retry"
+            WORK_KINDS[self.kind].give_up(self.object_id, error)
+            self._mine().delete()
+            return "gave_up"
+
+
+def lease_claim(*, kind: str, object_id: int) -> Held | None:
+    """Claim the step of `kind:object_id`: it must be waiting (and past its back-off) or its
+    holder's lease must have expired. None when another worker holds it or there is nothing to do
+    (a duplicate delivery, or work already finished). A step claimed too many times (workers keep
+    dying on it) is given up."""
+    now = timezone.now()
+    owner = _owner_name()
+    ttl = lease_seconds()
+    due = (Q(owner="") & (Q(not_before__isnull=True) | Q(not_before__lte=now))) | Q(owner__gt="", expires_at__lt=now)
+    claimed = (
+        Lease.objects.filter(kind=kind, object_id=object_id)
+        .filter(due)
+        .update(owner=owner, expires_at=now + timedelta(seconds=ttl), claims=F("claims") + 1, rerun=False)
+    )
+    if not claimed:
+        return None
+    held = Held(kind=kind, object_id=object_id, owner=owner, ttl=ttl)
+    claims = Lease.objects.filter(kind=kind, object_id=object_id, owner=owner).values_list("claims", flat=True).first()
+    if claims and claims > settings.OMOI_WORK_MAX_CLAIMS:
+        held.fail(f"a worker was lost {claims - 1} times running this step", transient=False)
+        return None
+    return held
+
+
+def lease_release(*, kind: str, object_id: int) -> None:
+    """Forget the step of an object that needs no more work (a cancelled spec)."""
+    Lease.objects.filter(kind=kind, object_id=object_id).delete()
+
+
+def leases_due(*, now=None, limit: int = 500) -> list[Lease]:
+    """Steps to send again: held past their expiry (a killed worker), or waiting longer than a
+    lease period past their back-off (a lost message). Each is sent at most once a lease period."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=lease_seconds())
+    expired = Q(owner__gt="", expires_at__lt=now)
+    waiting = Q(owner="") & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+    return list(Lease.objects.filter(expired | waiting, enqueued_at__lt=stale).order_by("enqueued_at")[:limit])
+
+
+def lease_resend(lease: Lease) -> None:
+    """Send a due step's message again (to its kind's current route) and note when."""
+    if lease.kind not in WORK_KINDS:
+        return
+    queue = WORK_KINDS[lease.kind].route(lease.object_id)
+    Lease.objects.filter(pk=lease.pk).update(enqueued_at=timezone.now(), queue=queue)
+    _send(lease.kind, lease.object_id, queue)

@@ -1,0 +1,277 @@
+"""A ticket's step: the one unit of work that moves a ticket, under the ticket's lease.
+
+Everything on a ticket runs one step at a time (its tasks share one branch and one sandbox), so a
+single lease per ticket (kind "ticket") serialises them and a single Celery task carries them:
+
+    ticket_step(ticket_id)
+      claim the lease, then repeat until an action that talks to the outside world ends the step:
+        progression     no open task in the phase: judge the gate, move on (inline)
+        start           the next runnable task: pending → running; a planned document is taken
+                        from the spec inline; an agent task gets its run and its first turn; a host
+                        task runs
+        turn            one model turn of the running task's run (and the host's verification
+                        when the model calls finish)
+        host            the test run or the merge
+      the outcome is committed with the lease's hand-off to the next step, sent on commit
+
+So a ticket costs a handful of hops: one per model turn, one per host step. A lost message or a
+killed worker is found by the reconciler (an expired lease, a ticket that should move and has no
+lease) and the step runs again: each action re-reads the database, so repeating one is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from omoi.leases import Held, LeaseLost, WorkKind, lease_claim, work_enqueue, work_kind_register
+from omoi.nodes import node_queue
+from omoi.retry import describe_error, is_transient
+from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRunStatus, Sandbox
+from sandboxes.services.agent import AgentRunError
+from sandboxes.services.events import events_batch
+from sandboxes.services.sandbox import SandboxElsewhere, sandbox_live, sandbox_release
+from tickets.models import BlockedReason, Phase, Task, TaskStatus, Ticket
+from tickets.selectors import dependencies_done
+from tickets.workflow import WORKING_PHASES
+
+logger = logging.getLogger(__name__)
+
+KIND = "ticket"
+MAX_INLINE_ACTIONS = 16
+FINAL_SPEC_STATUSES = {"cancelled", "completed"}
+
+
+def ticket_work_enqueue(*, ticket_id: int) -> None:
+    """The ticket may have work: make sure its step runs (after commit)."""
+    work_enqueue(kind=KIND, object_id=ticket_id)
+
+
+def ticket_route(ticket_id: int) -> str:
+    """The ticket's steps go to the node holding its local sandbox, else to the execution queue."""
+    node = (
+        Sandbox.objects.filter(ticket_id=ticket_id, status__in=LIVE_SANDBOX_STATUSES)
+        .exclude(node="")
+        .values_list("node", flat=True)
+        .first()
+    )
+    return node_queue(node) if node else "execution"
+
+
+def ticket_give_up(ticket_id: int, error: str) -> None:
+    """The ticket's step failed too often: its running task fails and the ticket is BLOCKED
+    (environment) with the error, where people look."""
+    from tickets.services.execution.outcomes import task_give_up, ticket_block_for
+
+    running = Task.objects.filter(ticket_id=ticket_id, status=TaskStatus.RUNNING).values_list("pk", flat=True).first()
+    reason = f"the ticket's step kept failing: {error}"
+    if running is None or not task_give_up(task_id=running, reason=reason, blocked=BlockedReason.ENVIRONMENT):
+        ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
+
+
+def register() -> None:
+    work_kind_register(
+        WorkKind(name=KIND, task_name="tickets.tasks.ticket_step_task", route=ticket_route, give_up=ticket_give_up)
+    )
+
+
+@dataclass
+class Action:
+    kind: str  # idle, progress, start, turn, host
+    task: Task | None = None
+    reason: str = ""
+
+
+def _load(ticket_id: int) -> Ticket:
+    return Ticket.objects.select_related("project", "spec", "spec_task").get(pk=ticket_id)
+
+
+def next_action(ticket: Ticket) -> Action:
+    """What the ticket's step does next, read from the database."""
+    if ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES:
+        return Action("idle", reason=f"the spec is {ticket.spec.status}")
+    if ticket.phase not in WORKING_PHASES:
+        return Action("idle", reason=f"the ticket is {ticket.phase}")
+    open_tasks = list(
+        Task.objects.filter(
+            ticket_id=ticket.pk, phase=ticket.phase, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]
+        ).order_by("id")
+    )
+    for task in open_tasks:
+        task.ticket = ticket
+    running = next((task for task in open_tasks if task.status == TaskStatus.RUNNING), None)
+    if running is not None:
+        from tickets.services.execution.host_steps import task_mode
+
+        mode = task_mode(running)
+        return Action("turn" if mode == "agent" else "host", running)
+    if open_tasks:
+        if not dependencies_done(ticket):
+            return Action("idle", reason="waiting for dependencies")
+        return Action("start", open_tasks[0])
+    return Action("progress")
+
+
+def ticket_step(*, ticket_id: int) -> str:
+    """Run the ticket's next step if nobody else runs it. Returns what happened (logs, tests)."""
+    held = lease_claim(kind=KIND, object_id=ticket_id)
+    if held is None:
+        return "held"
+    try:
+        with held.heartbeat():
+            return _advance(ticket_id=ticket_id, held=held)
+    except LeaseLost:
+        return "lost"
+    except SandboxElsewhere:
+        # The ticket's sandbox lives on another (living) node: hand the step to that node's queue.
+        with transaction.atomic():
+            held.finish(more=True)
+        return "rerouted"
+    except Exception as exc:
+        transient = is_transient(exc)
+        outcome = held.fail(describe_error(exc), transient=transient)
+        log = logger.warning if transient else logger.exception
+        log("ticket %s: step failed (%s): %s", ticket_id, outcome, describe_error(exc))
+        return f"failed:{outcome}"
+    finally:
+        held.release_local()
+
+
+def _advance(*, ticket_id: int, held: Held) -> str:
+    from tickets.services.execution import host_steps, runs
+
+    for _ in range(MAX_INLINE_ACTIONS):
+        held.check()
+        held.more_work = False
+        ticket = _load(ticket_id)
+        action = next_action(ticket)
+        if action.kind == "idle":
+            with transaction.atomic():
+                held.finish()
+            if ticket.phase == Phase.DONE or (ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES):
+                _release_sandbox(ticket.pk)
+            return "idle"
+        if action.kind == "progress":
+            from tickets.services.transitions import ticket_progress
+
+            with events_batch():
+                ticket_progress(ticket_id=ticket.pk, phase=ticket.phase, actor="system")
+            continue
+        task = action.task
+        if action.kind == "start":
+            mode = _start(task)
+            if mode in ("stale", "planned"):
+                continue
+            action = Action("turn" if mode == "agent" else "host", task)
+        if action.kind == "host":
+            mode = host_steps.task_mode(task)
+            if mode == "planned":
+                with events_batch():
+                    host_steps.planned_complete(task=task)
+                continue
+            return host_steps.host_tests(task=task, held=held) if mode == "tests" else _merge(task, held)
+        return _turn(task=task, held=held, runs=runs)
+    with transaction.atomic():
+        held.finish(more=True)
+    return "continued"
+
+
+def _start(task: Task) -> str:
+    """pending → running, when the task may still start. A planned document completes inline."""
+    from tickets.services.execution.host_steps import planned_complete, task_mode
+    from tickets.services.execution.outcomes import task_event
+    from tickets.services.tasks import _lock, task_transition
+
+    with events_batch():
+        ticket, locked = _lock(task.pk)
+        if locked.status != TaskStatus.PENDING or ticket.phase != locked.phase:
+            return "stale"
+        if Task.objects.filter(ticket_id=ticket.pk, status=TaskStatus.RUNNING).exists():
+            return "stale"
+        task_transition(task=locked, to=TaskStatus.RUNNING)
+        task.status = TaskStatus.RUNNING
+        mode = task_mode(task)
+        task_event(
+            task, "task.started", {"task": task.pk, "task_type": task.task_type, "phase": task.phase, "mode": mode}
+        )
+        if mode == "planned":
+            planned_complete(task=task)
+    return mode
+
+
+def _merge(task: Task, held: Held) -> str:
+    from tickets.services.execution.host_steps import host_merge
+
+    result = host_merge(task=task, held=held)
+    ticket = Ticket.objects.only("phase").get(pk=task.ticket_id)
+    if ticket.phase == Phase.DONE:
+        _release_sandbox(task.ticket_id)
+    return result
+
+
+def _release_sandbox(ticket_id: int) -> None:
+    sandbox = sandbox_live(ticket_id=ticket_id)
+    if sandbox is not None:
+        sandbox_release(sandbox_id=sandbox.pk)
+
+
+def _turn(*, task: Task, held: Held, runs) -> str:
+    """One model turn of the running agent task (beginning its run when it has none)."""
+    from omoi.llm import LLMError
+    from tickets.services.execution.outcomes import task_give_up
+    from tickets.services.execution.verification import task_verify
+
+    run = runs.active_run(task)
+    if run is None:
+        run, workspace = runs.run_begin(task=task)
+    else:
+        _sandbox, workspace = runs.ticket_workspace(ticket=task.ticket, task=task)
+        if run.sandbox_id != _sandbox.pk:
+            # The run's sandbox was replaced (lost with its worker): its uncommitted work is gone,
+            # so the task starts a new conversation from the ticket's last verified commit.
+            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="its sandbox was lost; a new run starts")
+            run, workspace = runs.run_begin(task=task)
+    finish = runs.pending_finish(run)
+    if finish is not None:
+        return task_verify(
+            run=run,
+            task=task,
+            workspace=workspace,
+            tool_use_id=finish["id"],
+            finish_input=finish.get("input") or {},
+            held=held,
+        )
+    limit = runs.run_limit(run)
+    if limit is not None:
+        blocked, reason = limit
+        with events_batch():
+            held.finish()
+            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=reason)
+            task_give_up(task_id=task.pk, reason=reason, blocked=blocked)
+        _release_sandbox(task.ticket_id)
+        return "limit"
+    try:
+        outcome = runs.run_turn(run=run, task=task, workspace=workspace, held=held)
+    except LLMError as exc:
+        if exc.transient:
+            raise
+        with events_batch():
+            held.finish()
+            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=f"model error: {exc}")
+            task_give_up(
+                task_id=task.pk, reason=f"the model could not be used: {exc}", blocked=BlockedReason.ENVIRONMENT
+            )
+        _release_sandbox(task.ticket_id)
+        return "model_error"
+    except AgentRunError:
+        raise
+    if outcome.kind == "terminal":
+        return task_verify(
+            run=run, task=task, workspace=workspace, tool_use_id=outcome.tool_use_id, finish_input=outcome.input,
+            held=held,
+        )  # fmt: skip
+    with transaction.atomic():
+        held.finish(more=True)
+    return outcome.kind

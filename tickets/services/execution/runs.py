@@ -1,0 +1,169 @@
+"""Agent runs of a ticket's tasks: what the model is told, the ticket's sandbox, and one turn.
+
+A ticket has one sandbox for all its tasks (its branch checked out from the ticket branch); each
+agent task has a run (a conversation) in it. One turn is one model call plus its tool calls; when
+the model calls `finish`, the host verifies in the same step (verification.py).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from omoi.leases import Held
+from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus
+from sandboxes.services.agent import (
+    agent_run_finish,
+    agent_run_limit_reason,
+    agent_run_start,
+    agent_turn_run,
+    pending_terminal_call,
+)
+from sandboxes.services.gitstore import workspace_head
+from sandboxes.services.sandbox import sandbox_acquire
+from sandboxes.tools import EXECUTION_TOOLS
+from sandboxes.workspace import Workspace
+from tickets.models import BlockedReason, Task, Ticket
+from tickets.services import repository
+
+SYSTEM_PROMPT = """You are an Omoi engineering agent. You work in a git checkout of the project, on a \
+branch made for your task, through the tools you are given: list_files, read_file, search, \
+write_file, edit_file, run_command and finish. Paths are relative to the repository root; you cannot \
+leave it. Your commands run in a sandbox without the server's credentials.
+
+Make the change the task asks for, with tests, following the repository's conventions. Run the \
+tests yourself with run_command. When the work is done, call finish with a short summary. The host \
+then runs the project's test command itself: your task is complete only when those tests pass. If \
+they fail you will see the output and can fix the problem."""
+
+
+def conversation_key(task: Task) -> str:
+    """Names the conversation for replay scripts and usage records: "TSK-001:implement_feature"."""
+    owner = task.ticket.spec_task.key if task.ticket.spec_task_id else f"ticket-{task.ticket_id}"
+    return f"{owner}:{task.task_type}"
+
+
+def test_command_for(ticket: Ticket) -> str:
+    """The project's test command, else the one planning found while exploring the repository."""
+    if ticket.project.test_command:
+        return ticket.project.test_command
+    if ticket.spec_id:
+        return str((ticket.spec.phase_data or {}).get("explore", {}).get("test_command") or "")
+    return ""
+
+
+def first_message(task: Task) -> str:
+    ticket = task.ticket
+    parts = []
+    if ticket.spec_task_id:
+        spec_task = ticket.spec_task
+        parts.append(f"# {spec_task.key}: {spec_task.title}")
+    else:
+        parts.append(f"# Ticket #{ticket.pk}: {ticket.title}")
+    parts.append(f"## Your task ({task.task_type})\n\n{task.title}\n\n{task.description}".rstrip())
+    if ticket.spec_task_id:
+        requirements = list(ticket.spec_task.requirements.prefetch_related("criteria"))
+        if requirements:
+            lines = ["## Requirements this task covers"]
+            for requirement in requirements:
+                lines.append(f"- {requirement.key} {requirement.title}: {requirement.text}")
+                lines += [f"  - acceptance: {criterion.text}" for criterion in requirement.criteria.all()]
+            parts.append("\n".join(lines))
+        design = ticket.spec.design or {}
+        if design.get("architecture"):
+            components = "\n".join(
+                f"- {c.get('name')}: {c.get('responsibility')} ({', '.join(c.get('files', []))})"
+                for c in design.get("components", [])
+            )
+            parts.append(f"## Design\n\n{design['architecture']}\n\n{components}".rstrip())
+    if ticket.context_summary:
+        parts.append(f"## Context from earlier phases\n\n{ticket.context_summary}")
+    command = test_command_for(ticket)
+    if command:
+        parts.append(f"## Checks\n\nThe host verifies your work by running `{command}`.")
+    parts.append("Call finish(summary) when the work is done and the tests pass.")
+    return "\n\n".join(parts)
+
+
+def active_run(task: Task) -> AgentRun | None:
+    return (
+        AgentRun.objects.filter(task=task, status__in=[AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING])
+        .order_by("-id")
+        .first()
+    )
+
+
+def ticket_workspace(*, ticket: Ticket, task: Task | None = None):
+    """The ticket's sandbox, reopened, or made from the ticket branch (on this worker's disk for the
+    local provider). Returns (sandbox, workspace)."""
+
+    def start() -> tuple[str, str]:
+        point = repository.ticket_start_point(ticket=ticket)
+        return str(point.mirror), point.sha
+
+    return sandbox_acquire(
+        spec_id=ticket.spec_id,
+        ticket_id=ticket.pk,
+        task_id=task.pk if task else None,
+        source=start,
+        branch=repository.ticket_branch_name(ticket),
+    )
+
+
+def run_begin(*, task: Task) -> tuple[AgentRun, Workspace]:
+    """A new conversation for a running agent task, in the ticket's sandbox. Its base is the
+    sandbox's HEAD: the work this task's changes are measured from."""
+    sandbox, workspace = ticket_workspace(ticket=task.ticket, task=task)
+    run = agent_run_start(
+        kind=AgentRunKind.TASK,
+        spec_id=task.ticket.spec_id,
+        task_id=task.pk,
+        ticket_id=task.ticket_id,
+        phase=task.phase,
+        system_prompt=SYSTEM_PROMPT,
+        first_message=first_message(task),
+        sandbox_id=sandbox.pk,
+        base_sha=workspace_head(workspace),
+    )
+    return run, workspace
+
+
+def run_limit(run: AgentRun) -> tuple[str, str] | None:
+    """(blocked reason, readable reason) when the run may not take another turn."""
+    if run.turns >= settings.OMOI_TASK_MAX_TURNS:
+        return BlockedReason.TURN_LIMIT, f"turn limit reached ({settings.OMOI_TASK_MAX_TURNS} turns)"
+    reason = agent_run_limit_reason(
+        run,
+        max_cost_usd=Decimal(str(settings.OMOI_TASK_BUDGET_USD)),
+        max_seconds=settings.OMOI_TASK_MAX_SECONDS,
+    )
+    if reason:
+        return (BlockedReason.BUDGET if reason.startswith("budget") else BlockedReason.TURN_LIMIT), reason
+    return None
+
+
+def pending_finish(run: AgentRun) -> dict[str, Any] | None:
+    return pending_terminal_call(run, {"finish"})
+
+
+def run_turn(*, run: AgentRun, task: Task, workspace: Workspace, held: Held):
+    """One model turn of the task's run (the caller holds the ticket's lease)."""
+    return agent_turn_run(
+        run=run,
+        workspace=workspace,
+        tools=EXECUTION_TOOLS,
+        terminal_tools={"finish"},
+        conversation_key=conversation_key(task),
+        ticket_id=task.ticket_id,
+        before_tools=held.check,
+    )
+
+
+def run_end(*, run: AgentRun, status: str, reason: str, result: dict[str, Any] | None = None) -> None:
+    agent_run_finish(run_id=run.pk, status=status, stop_reason=reason, result=result, ticket_id=run_ticket_id(run))
+
+
+def run_ticket_id(run: AgentRun) -> int | None:
+    return Task.objects.filter(pk=run.task_id).values_list("ticket_id", flat=True).first()

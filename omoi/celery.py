@@ -18,7 +18,6 @@ def _node_queue(sender: str, instance, **kwargs) -> None:
     from omoi.nodes import node_queue, node_set
 
     node_set(sender)
-    os.environ["OMOI_NODE_NAME"] = sender
     instance.app.amqp.queues.select_add(node_queue(sender))
 
 

@@ -36,7 +36,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from omoi.models import Lease
-from omoi.nodes import current_node
+from omoi.nodes import current_incarnation, current_node, lease_owner_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,33 @@ def work_enqueue_many(*, kind: str, object_ids: list[int], queue: str | None = N
 
 
 def _owner_name() -> str:
-    return f"{current_node() or 'process'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    node = current_node()
+    prefix = lease_owner_prefix(node, current_incarnation()) if node else "process:"
+    return f"{prefix}{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def leases_of_lost_incarnations(*, node: str, incarnation: str) -> int:
+    """Steps held by earlier incarnations of `node` (it was restarted: they are dead) go back to
+    waiting and are sent again now. Returns how many."""
+    stale = Lease.objects.filter(owner__startswith=f"{node}#").exclude(
+        owner__startswith=lease_owner_prefix(node, incarnation)
+    )
+    now = timezone.now()
+    handed = 0
+    for lease in list(stale):
+        updated = Lease.objects.filter(pk=lease.pk, owner=lease.owner).update(
+            owner="", expires_at=None, enqueued_at=now
+        )
+        if updated:
+            _send(
+                lease.kind,
+                lease.object_id,
+                WORK_KINDS[lease.kind].route(lease.object_id) if lease.kind in WORK_KINDS else lease.queue,
+            )
+            handed += 1
+    if handed:
+        logger.info("node %s restarted: %d steps of its previous run handed back", node, handed)
+    return handed
 
 
 class Held:

@@ -39,7 +39,21 @@ def current_node() -> str:
 
 
 def node_set(name: str) -> None:
+    """Name this process's node and start a new incarnation of it (inherited by pool processes)."""
+    import uuid
+
     _node["name"] = name
+    _node["incarnation"] = uuid.uuid4().hex[:8]
+    os.environ["OMOI_NODE_NAME"] = name
+    os.environ["OMOI_NODE_INCARNATION"] = _node["incarnation"]
+
+
+def current_incarnation() -> str:
+    return _node.get("incarnation", os.environ.get("OMOI_NODE_INCARNATION", ""))
+
+
+def lease_owner_prefix(name: str, incarnation: str) -> str:
+    return f"{name}#{incarnation}:"
 
 
 def node_beat(name: str) -> None:
@@ -61,8 +75,12 @@ def node_beat(name: str) -> None:
 
 
 def node_started(name: str) -> None:
+    """The node (re)starts: record it, and hand back at once the steps its previous incarnation held
+    when it died (a restarted machine need not wait for their leases to expire)."""
+    from omoi.leases import leases_of_lost_incarnations
     from omoi.models import WorkerNode
 
+    leases_of_lost_incarnations(node=name, incarnation=current_incarnation())
     now = timezone.now()
     WorkerNode.objects.update_or_create(
         name=name,

@@ -163,8 +163,9 @@ OMOI_TASK_MAX_VERIFICATIONS = env.int("OMOI_TASK_MAX_VERIFICATIONS", default=3)
 # once it has expired (and the reconciler has noticed).
 OMOI_LEASE_S = env.float("OMOI_LEASE_S", default=30.0)
 OMOI_RECONCILE_INTERVAL_S = env.float("OMOI_RECONCILE_INTERVAL_S", default=10.0)
-OMOI_NODE_BEAT_S = env.float("OMOI_NODE_BEAT_S", default=5.0)
-OMOI_NODE_DEAD_S = env.float("OMOI_NODE_DEAD_S", default=30.0)
+# A worker node beats six times a lease period and is dead after a lease period without a beat.
+OMOI_NODE_BEAT_S = env.float("OMOI_NODE_BEAT_S", default=OMOI_LEASE_S / 6)
+OMOI_NODE_DEAD_S = env.float("OMOI_NODE_DEAD_S", default=OMOI_LEASE_S)
 # Transient failures of one step (a connection, a timeout, a rate limit) retry with back-off
 # (OMOI_WORK_BACKOFF_S doubling, at most OMOI_WORK_BACKOFF_MAX_S) this many times in a row.
 OMOI_WORK_MAX_FAILURES = env.int("OMOI_WORK_MAX_FAILURES", default=8)

@@ -33,6 +33,7 @@ from typing import Protocol, runtime_checkable
 
 from django.conf import settings
 
+from omoi.faults import fault_point
 from sandboxes.git import GitError, git_run, rev_parse
 
 MAX_LIST_ENTRIES = 500
@@ -233,8 +234,17 @@ def _set_limit(which: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
+def _die_with_parent() -> None:
+    """The command dies when the worker that started it dies (a killed worker leaves no orphan)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def _limit_resources(cpu_seconds: int) -> None:
     """Runs in the child between fork and exec."""
+    _die_with_parent()
     _set_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 5)
     _set_limit(resource.RLIMIT_AS, LIMIT_ADDRESS_SPACE_BYTES)
     _set_limit(resource.RLIMIT_FSIZE, LIMIT_FILE_SIZE_BYTES)
@@ -578,6 +588,8 @@ class LocalWorkspace:
         stderr = _TailReader(process.stderr, MAX_OUTPUT_CHARS // 2)
         stdout.start()
         stderr.start()
+        if not self._running_git:
+            fault_point("sandbox.command")
         timed_out = False
         try:
             exit_code = process.wait(timeout=timeout)
@@ -602,9 +614,15 @@ class LocalWorkspace:
 
     # --- host needs: git inside the boundary, bytes in and out -----------------------------
 
+    _running_git = False
+
     def git(self, *args: str, timeout_s: float = 120.0) -> CommandResult:
         quoted = " ".join(shlex.quote(arg) for arg in ("git", *WORKSPACE_GIT_OPTIONS, *args))
-        return self.run_command(quoted, timeout_s=timeout_s)
+        self._running_git = True
+        try:
+            return self.run_command(quoted, timeout_s=timeout_s)
+        finally:
+            self._running_git = False
 
     def read_bytes(self, path: str, *, limit: int) -> bytes:
         target = self.resolve(path)

@@ -55,9 +55,11 @@ def start_worker(transactional_db, tmp_path):
     workers: list[WorkerProcess] = []
     purge_broker()
 
-    def start(*, env: dict[str, str] | None = None, concurrency: int = 2, beat: bool = False) -> WorkerProcess:
+    def start(
+        *, env: dict[str, str] | None = None, concurrency: int = 2, beat: bool = False, name: str | None = None
+    ) -> WorkerProcess:
         worker = WorkerProcess(
-            env=env, concurrency=concurrency, beat=beat, log_path=tmp_path / f"worker-{len(workers)}.log"
+            env=env, concurrency=concurrency, beat=beat, name=name, log_path=tmp_path / f"worker-{len(workers)}.log"
         )
         workers.append(worker)
         return worker.start()

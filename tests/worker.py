@@ -5,6 +5,7 @@ SQLite, the test database for PostgreSQL) and the configured broker, so serializ
 acks and transactions behave exactly as in production.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,12 +40,20 @@ def purge_broker() -> None:
 
 class WorkerProcess:
     def __init__(
-        self, *, env: dict[str, str] | None = None, concurrency: int = 2, log_path: Path, beat: bool = False
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        concurrency: int = 2,
+        log_path: Path,
+        beat: bool = False,
+        name: str | None = None,
     ) -> None:
         self.extra_env = env or {}
         self.concurrency = concurrency
         self.beat = beat
         self.log_path = log_path
+        # The node name: a worker restarted under the same name is the same machine coming back.
+        self.name = name or f"test-{uuid.uuid4().hex[:8]}@%h"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "WorkerProcess":
@@ -66,7 +75,7 @@ class WorkerProcess:
                 str(self.concurrency),
                 "--loglevel=INFO",
                 "-n",
-                f"test-{uuid.uuid4().hex[:8]}@%h",
+                self.name,
                 "--without-gossip",
                 "--without-mingle",
                 *(["-B", "--schedule", str(self.log_path.with_suffix(".beat"))] if self.beat else []),
@@ -88,11 +97,22 @@ class WorkerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"worker did not become ready in {timeout}s:\n{self.log()}")
 
+    def alive(self) -> bool:
+        return bool(self.process and self.process.poll() is None)
+
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once, as a crashed machine would."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        """Whatever else of the worker's process group is left (it died by its own fault point)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

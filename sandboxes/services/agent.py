@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from omoi.faults import fault_point
 from omoi.llm import LLMProvider, UsageContext, get_provider, text_of, tool_uses_of, usage_record
 from omoi.nodes import current_node
 from omoi.text import storable, storable_json
@@ -276,6 +277,7 @@ def agent_turn_run(
     executed, terminal = _execute_tool_uses(
         workspace=workspace, tool_uses=tool_uses, offered=offered, terminal_tools=terminal_tools
     )
+    fault_point(f"{run.kind}.turn")
 
     with events_batch():
         locked = AgentRun.objects.select_for_update(no_key=True).get(pk=run.pk)

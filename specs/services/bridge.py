@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from omoi.faults import fault_point
 from sandboxes.services.events import event_record, events_batch
 from specs.models import Spec, SpecPhase, SpecStatus, SpecTaskDependency
 from specs.services.planning import spec_transition
@@ -40,6 +41,7 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
     _check_executable(spec)
     branch = spec.branch_name or repository.spec_branch_name(spec_id=spec.pk, title=spec.title)
     repository.spec_repo_prepare(spec=spec, branch=branch)
+    fault_point("bridge.prepared")
 
     with events_batch():
         spec = Spec.objects.select_for_update(no_key=True, of=("self",)).select_related("project").get(pk=spec_id)

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from omoi.faults import fault_point
 from omoi.github import GitHubClient
 from omoi.leases import Held
 from sandboxes.services.events import event_record, events_batch
@@ -147,6 +148,7 @@ def spec_completion_check(*, spec_id: int, held: Held | None = None) -> str:
                     type="spec.progress", payload={"done": done, "total": total, "progress": progress}, spec_id=spec.pk
                 )
             return "progress"
+        fault_point("completion.verifying")
         _criteria_verify(spec)
         spec_transition(
             spec_id=spec.pk,
@@ -211,6 +213,7 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
     if not spec.branch_pushed_at:
         token = settings.GITHUB_TOKEN if project.repository.startswith("https://") else None
         repository.spec_branch_push(spec=spec, url=project.repository, token=token)
+        fault_point("pull_request.pushed")
         if held is not None:
             held.check()
         with events_batch():
@@ -228,6 +231,7 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
             title=spec.title,
             body=pull_request_body(spec),
         )
+        fault_point("pull_request.opened")
         if held is not None:
             held.check()
         with events_batch():

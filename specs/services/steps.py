@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 
+from omoi.faults import fault_point
 from omoi.leases import Held, LeaseLost, WorkKind, lease_claim, work_kind_register
 from omoi.models import Lease
 from omoi.nodes import node_queue
@@ -117,6 +118,7 @@ def _advance(*, spec_id: int, held: Held) -> str:
             spec_execute(spec_id=spec.pk, actor="system")
         except SpecNotExecutable:
             pass
+        fault_point("bridge.committed")
         with transaction.atomic():
             held.finish(more=True)
         return "bridged"

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from omoi.faults import fault_point
 from sandboxes.services import gitstore
 from sandboxes.workspace import Workspace
 from tickets.models import Project, Ticket
@@ -164,6 +165,7 @@ def ticket_work_merge(*, ticket: Ticket, message: str) -> gitstore.MergeOutcome:
         if not outcome.merged or outcome.sha == ours:
             return outcome
         bundle = gitstore.bundle_from_mirror(mirror, tip=outcome.sha, base=ours)
+        fault_point("merge.computed")
         if gitstore.ref_advance(
             scope=scope, name=base, old=ours, new=outcome.sha, bundle=bundle, spec_id=ticket.spec_id
         ):

@@ -191,7 +191,7 @@ def _start(task: Task) -> str:
         if Task.objects.filter(ticket_id=ticket.pk, status=TaskStatus.RUNNING).exists():
             return "stale"
         task_transition(task=locked, to=TaskStatus.RUNNING)
-        task.status = TaskStatus.RUNNING
+        task.refresh_from_db(fields=["status", "attempts", "started_at"])
         mode = task_mode(task)
         task_event(
             task, "task.started", {"task": task.pk, "task_type": task.task_type, "phase": task.phase, "mode": mode}

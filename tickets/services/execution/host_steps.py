@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from omoi.faults import fault_point
 from omoi.leases import Held
 from sandboxes.services.events import events_batch
 from sandboxes.services.gitstore import workspace_head
@@ -113,6 +114,7 @@ def host_merge(*, task: Task, held: Held) -> str:
     label = ticket.title if ticket.spec_task_id else f"ticket #{ticket.pk}: {ticket.title}"
     base = repository.base_branch_for(ticket)
     result = repository.ticket_work_merge(ticket=ticket, message=f"Merge {label}")
+    fault_point("merge.advanced")
     held.check()
     with events_batch():
         if not result.merged:

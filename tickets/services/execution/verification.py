@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from omoi.faults import fault_point
 from omoi.leases import Held
 from sandboxes.models import AgentRun, AgentRunStatus
 from sandboxes.services.agent import agent_run_reply
@@ -73,6 +74,7 @@ def task_verify(
             task_give_up(task_id=task.pk, reason=reason, blocked=BlockedReason.ENVIRONMENT)
         return "unverifiable"
     test_results = run_checks(workspace=workspace, command=command)
+    fault_point("verify.checked")
     passed = checks_pass(test_results)
     summary = str(finish_input.get("summary") or "").strip()
     held.check()

@@ -250,6 +250,13 @@ class Held:
         if self.lost.is_set():
             raise LeaseLost(f"{self.kind}:{self.object_id}")
 
+    def assert_mine(self) -> None:
+        """Inside an outcome's transaction: lock the lease row and make sure it is still ours
+        (LeaseLost otherwise, which rolls the outcome back). The step goes on; `finish` ends it."""
+        if not self._mine().select_for_update().exists():
+            self.lost.set()
+            raise LeaseLost(f"{self.kind}:{self.object_id}")
+
     def finish(self, *, more: bool = False) -> None:
         """Inside the outcome's transaction: make sure the lease is still ours (LeaseLost otherwise,
         which rolls the outcome back), then end it, or, with `more` (or when more work arrived

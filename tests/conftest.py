@@ -56,13 +56,18 @@ def start_worker(transactional_db, tmp_path):
     purge_broker()
 
     def start(
-        *, env: dict[str, str] | None = None, concurrency: int = 2, beat: bool = False, name: str | None = None
+        *,
+        env: dict[str, str] | None = None,
+        concurrency: int = 2,
+        beat: bool = False,
+        name: str | None = None,
+        wait: bool = True,
     ) -> WorkerProcess:
         worker = WorkerProcess(
             env=env, concurrency=concurrency, beat=beat, name=name, log_path=tmp_path / f"worker-{len(workers)}.log"
         )
         workers.append(worker)
-        return worker.start()
+        return worker.start(wait=wait)
 
     yield start
     for worker in workers:

@@ -56,7 +56,7 @@ class WorkerProcess:
         self.name = name or f"test-{uuid.uuid4().hex[:8]}@%h"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+    def start(self, timeout: float = 60.0, *, wait: bool = True) -> "WorkerProcess":
         environment = {**os.environ, "DATABASE_URL": database_url(), **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -86,6 +86,8 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if not wait:
+            return self  # a worker that may die at once (a fault point in its first step)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

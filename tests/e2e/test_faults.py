@@ -66,7 +66,7 @@ def run_until_completed(start, *, spec_id: int, env: dict, restarts_expected: in
         if not worker.alive():
             worker.kill()  # reap what is left of its process group
             restarts += 1
-            worker = start(env=env, beat=True, name=name)
+            worker = start(env=env, beat=True, name=name, wait=False)
         time.sleep(0.3)
     spec = Spec.objects.get(pk=spec_id)
     raise AssertionError(

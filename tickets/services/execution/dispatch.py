@@ -140,8 +140,12 @@ def ticket_step(*, ticket_id: int) -> str:
 
 
 def _advance(*, ticket_id: int, held: Held) -> str:
+    """Take the ticket's cheap actions (progression, planned documents) as they come, and at most
+    one action that talks to the outside world (a model turn, a host step); then hand the lease to
+    the next step when there is more to do, or end it."""
     from tickets.services.execution import host_steps, runs
 
+    outcome = ""
     for _ in range(MAX_INLINE_ACTIONS):
         held.check()
         held.more_work = False
@@ -150,9 +154,11 @@ def _advance(*, ticket_id: int, held: Held) -> str:
         if action.kind == "idle":
             with transaction.atomic():
                 held.finish()
-            if ticket.phase == Phase.DONE or (ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES):
-                _release_sandbox(ticket.pk)
-            return "idle"
+            if ticket.phase in (Phase.DONE, Phase.BLOCKED) or (
+                ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES
+            ):
+                _release_sandbox(ticket.pk)  # its work is on the ticket branch; a retry starts afresh
+            return outcome or "idle"
         if action.kind == "progress":
             from tickets.services.transitions import ticket_progress
 
@@ -160,22 +166,26 @@ def _advance(*, ticket_id: int, held: Held) -> str:
                 ticket_progress(ticket_id=ticket.pk, phase=ticket.phase, actor="system")
             continue
         task = action.task
+        mode = host_steps.task_mode(task)
+        if outcome and mode != "planned":
+            break  # one outside action per step: the next one is the next step's
         if action.kind == "start":
             mode = _start(task)
             if mode in ("stale", "planned"):
                 continue
-            action = Action("turn" if mode == "agent" else "host", task)
-        if action.kind == "host":
-            mode = host_steps.task_mode(task)
-            if mode == "planned":
-                with events_batch():
-                    host_steps.planned_complete(task=task)
-                continue
-            return host_steps.host_tests(task=task, held=held) if mode == "tests" else _merge(task, held)
-        return _turn(task=task, held=held, runs=runs)
+        if mode == "planned":
+            with events_batch():
+                host_steps.planned_complete(task=task)
+            continue
+        if mode == "tests":
+            outcome = host_steps.host_tests(task=task, held=held)
+        elif mode == "merge":
+            outcome = host_steps.host_merge(task=task, held=held)
+        else:
+            outcome = _turn(task=task, held=held, runs=runs)
     with transaction.atomic():
         held.finish(more=True)
-    return "continued"
+    return outcome or "continued"
 
 
 def _start(task: Task) -> str:
@@ -199,16 +209,6 @@ def _start(task: Task) -> str:
         if mode == "planned":
             planned_complete(task=task)
     return mode
-
-
-def _merge(task: Task, held: Held) -> str:
-    from tickets.services.execution.host_steps import host_merge
-
-    result = host_merge(task=task, held=held)
-    ticket = Ticket.objects.only("phase").get(pk=task.ticket_id)
-    if ticket.phase == Phase.DONE:
-        _release_sandbox(task.ticket_id)
-    return result
 
 
 def _release_sandbox(ticket_id: int) -> None:
@@ -247,10 +247,9 @@ def _turn(*, task: Task, held: Held, runs) -> str:
     if limit is not None:
         blocked, reason = limit
         with events_batch():
-            held.finish()
+            held.assert_mine()
             runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=reason)
             task_give_up(task_id=task.pk, reason=reason, blocked=blocked)
-        _release_sandbox(task.ticket_id)
         return "limit"
     try:
         outcome = runs.run_turn(run=run, task=task, workspace=workspace, held=held)
@@ -258,12 +257,11 @@ def _turn(*, task: Task, held: Held, runs) -> str:
         if exc.transient:
             raise
         with events_batch():
-            held.finish()
+            held.assert_mine()
             runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=f"model error: {exc}")
             task_give_up(
                 task_id=task.pk, reason=f"the model could not be used: {exc}", blocked=BlockedReason.ENVIRONMENT
             )
-        _release_sandbox(task.ticket_id)
         return "model_error"
     except AgentRunError:
         raise
@@ -272,6 +270,4 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             run=run, task=task, workspace=workspace, tool_use_id=outcome.tool_use_id, finish_input=outcome.input,
             held=held,
         )  # fmt: skip
-    with transaction.atomic():
-        held.finish(more=True)
     return outcome.kind

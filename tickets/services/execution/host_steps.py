@@ -77,7 +77,7 @@ def host_tests(*, task: Task, held: Held) -> str:
     command = test_command_for(ticket)
     if not command:
         with events_batch():
-            held.finish()
+            held.assert_mine()
             task_give_up(task_id=task.pk, reason="no test command is known", blocked=BlockedReason.ENVIRONMENT)
         return "failed"
     _sandbox, workspace = ticket_workspace(ticket=ticket, task=task)
@@ -87,7 +87,7 @@ def host_tests(*, task: Task, held: Held) -> str:
     evidence = [{"type": "test_results", "content": test_results}]
     with events_batch():
         if not checks_pass(test_results):
-            held.finish()
+            held.assert_mine()
             task_give_up(
                 task_id=task.pk,
                 reason=f"`{command}` failed on the ticket branch",
@@ -96,7 +96,7 @@ def host_tests(*, task: Task, held: Held) -> str:
                 details=test_results["output_tail"],
             )
             return "failed"
-        held.finish(more=True)
+        held.assert_mine()
         if task_complete_running(
             task=task,
             result={"summary": f"`{command}`: {test_results['passed']} passed", "artifacts": evidence},
@@ -118,7 +118,7 @@ def host_merge(*, task: Task, held: Held) -> str:
     held.check()
     with events_batch():
         if not result.merged:
-            held.finish()
+            held.assert_mine()
             files = ", ".join(result.conflicts) or "unknown files"
             task_give_up(
                 task_id=task.pk,
@@ -127,7 +127,7 @@ def host_merge(*, task: Task, held: Held) -> str:
                 evidence=[{"type": "merge_conflict", "content": {"files": result.conflicts, "branch": base}}],
             )
             return "conflict"
-        held.finish(more=True)
+        held.assert_mine()
         if task_complete_running(
             task=task,
             result={

@@ -62,7 +62,7 @@ def task_verify(
     if not command:
         reason = "no test command is known: set the project's test_command"
         with events_batch():
-            held.finish()
+            held.assert_mine()
             agent_run_reply(
                 run_id=run.pk,
                 tool_use_id=tool_use_id,
@@ -95,7 +95,7 @@ def task_verify(
             {"type": "code_changes", "content": code_changes},
         ]
         with events_batch():
-            held.finish(more=True)
+            held.assert_mine()
             task_event(task, "task.verification", _verification_payload(task, command, test_results, work.files, True))
             if not task_complete_running(
                 task=task,
@@ -141,7 +141,7 @@ def task_verify(
         )
         task_event(task, "task.verification", _verification_payload(task, command, test_results, [], False))
         if attempts < settings.OMOI_TASK_MAX_VERIFICATIONS:
-            held.finish(more=True)
+            held.assert_mine()
             agent_run_reply(
                 run_id=run.pk,
                 tool_use_id=tool_use_id,
@@ -156,7 +156,7 @@ def task_verify(
                 {"task": task.pk, "attempt": attempts, "output_tail": truncate_text(test_results["output_tail"], 1500)},
             )
             return "retry"
-        held.finish()
+        held.assert_mine()
         agent_run_reply(
             run_id=run.pk,
             tool_use_id=tool_use_id,

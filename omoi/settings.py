@@ -136,7 +136,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery (the full configuration is in celeryconfig.py) ----------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-CELERY_BROKER_DIR = DATA_DIR / "broker"
+# The embedded broker's folder: workers that share it share the queues (two workers with data
+# directories of their own on one machine point it at the same place).
+CELERY_BROKER_DIR = Path(env("OMOI_BROKER_DIR", default=str(DATA_DIR / "broker")))
 CELERY_VISIBILITY_TIMEOUT = env.int("OMOI_BROKER_VISIBILITY_TIMEOUT", default=3600)
 
 # --- The language model ---------------------------------------------------------------------

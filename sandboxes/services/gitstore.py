@@ -125,6 +125,20 @@ def mirror_ensure(*, scope: str, origin: str) -> Path:
     return path
 
 
+def mirror_ensure_commits(*, scope: str, path: Path, shas: list[str]) -> None:
+    """Make sure the mirror holds these commits (read from GitRefs after the mirror was last
+    synchronised: another worker may have made them since), fetching the scope's bundles it lacks."""
+    if all(has_commit(path, sha) for sha in shas):
+        return
+    with mirror_lock(scope):
+        for tip, data in GitBundle.objects.filter(scope=scope).order_by("id").values_list("tip", "data"):
+            if not has_commit(path, tip):
+                _fetch_bundle(path, bytes(data))
+    missing = [sha for sha in shas if not has_commit(path, sha)]
+    if missing:
+        raise TransferError(f"the commits {', '.join(sha[:12] for sha in missing)} are in no stored bundle")
+
+
 def resolve(path: Path, ref: str) -> str:
     """The commit `ref` names in the mirror (a branch, a sha)."""
     try:

@@ -109,6 +109,7 @@ def ticket_start_point(*, ticket: Ticket) -> StartPoint:
     if sha is None:
         sha = gitstore.ref_create(scope=scope, name=branch, sha=base_sha, spec_id=ticket.spec_id)
     mirror = scope_mirror(scope=scope, project=ticket.project)
+    gitstore.mirror_ensure_commits(scope=scope, path=mirror, shas=[sha])
     return StartPoint(mirror=mirror, scope=scope, base_branch=base, branch=branch, sha=sha)
 
 
@@ -140,6 +141,7 @@ def ticket_work_record(*, ticket: Ticket, workspace: Workspace, base_sha: str) -
             raise gitstore.TransferError(f"the branch {branch} moved while the work was recorded")
     # The ticket's changes so far: from where its branch forked from the base branch to its head.
     base_tip = gitstore.ref_get(scope=scope, name=base_branch_for(ticket)) or base_sha
+    gitstore.mirror_ensure_commits(scope=scope, path=mirror, shas=[base_tip])
     fork = gitstore.merge_base(mirror, base_tip, head) or base_sha
     return RecordedWork(
         sha=head,
@@ -161,6 +163,8 @@ def ticket_work_merge(*, ticket: Ticket, message: str) -> gitstore.MergeOutcome:
         theirs = gitstore.ref_get(scope=scope, name=branch)
         if ours is None or theirs is None:
             raise gitstore.TransferError(f"the branches of ticket #{ticket.pk} are not recorded")
+        # Another worker may have moved the base branch since this mirror was synchronised.
+        gitstore.mirror_ensure_commits(scope=scope, path=mirror, shas=[ours, theirs])
         outcome = gitstore.merge_commits(path=mirror, ours=ours, theirs=theirs, message=message)
         if not outcome.merged or outcome.sha == ours:
             return outcome

@@ -66,7 +66,7 @@ def ticket_give_up(ticket_id: int, error: str) -> None:
     from tickets.services.execution.outcomes import task_give_up, ticket_block_for
 
     running = Task.objects.filter(ticket_id=ticket_id, status=TaskStatus.RUNNING).values_list("pk", flat=True).first()
-    reason = f"the ticket's step kept failing: {error}"
+    reason = f"the ticket's step failed: {error}"
     if running is None or not task_give_up(task_id=running, reason=reason, blocked=BlockedReason.ENVIRONMENT):
         ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
 

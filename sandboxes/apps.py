@@ -7,7 +7,7 @@ class SandboxesConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import worker_init, worker_process_init
 
-        from sandboxes.workspace import protect_host_process
+        from sandboxes.providers.confinement import protect_host_process
 
         # Worker processes hold the server's secrets in their environment; make them non-dumpable
         # so that a sandboxed command (same user) cannot read /proc/<worker pid>/environ.

@@ -40,7 +40,8 @@ def test_local_acquire_clones_on_a_new_branch_and_is_idempotent(git_repo, sandbo
     assert git("symbolic-ref", "--short", "HEAD", cwd=workspace.root).strip() == "omoi/task-1"
     assert workspace.head_sha() == git("rev-parse", "main", cwd=git_repo).strip()
     assert workspace.home == sandbox_root / f"{sandbox.pk}.home"
-    assert workspace.run_command("echo $HOME").stdout.strip() == str(workspace.home)
+    assert workspace.run_command("echo home > $HOME/note").exit_code == 0
+    assert (workspace.home / "note").read_text() == "home\n"
     assert not (sandbox_root / f"{sandbox.pk}.partial").exists()
 
 

@@ -89,7 +89,7 @@ GROUP = f"root:x:0:\nagent:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"
 HOSTS = f"127.0.0.1\tlocalhost {SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 CPU_SECONDS_BEYOND_TIMEOUT = 10
-DISK_CHECK_INTERVAL_S = 0.25
+DISK_CHECK_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)

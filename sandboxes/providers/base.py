@@ -97,3 +97,15 @@ def get_sandbox_provider(name: str | None = None) -> SandboxProvider:
             "the Daytona sandbox provider is not available in this version; use OMOI_SANDBOX_PROVIDER=local"
         )
     raise SandboxUnavailable(f"unknown OMOI_SANDBOX_PROVIDER {name!r}: use 'local' or 'daytona'")
+
+
+def sandbox_boundary_line(name: str | None = None) -> str:
+    """What the CLI says about where commands run: "local: commands confined by bubblewrap 0.8.0
+    (...)" or "local: commands are NOT isolated: bubblewrap is not installed ..."."""
+    name = name or settings.OMOI_SANDBOX_PROVIDER
+    try:
+        provider = get_sandbox_provider(name)
+    except SandboxUnavailable as exc:
+        return f"{name}: unavailable: {exc}"
+    describe = getattr(provider, "describe", None)
+    return f"{name}: {describe()}" if describe else name

@@ -373,7 +373,9 @@ def bubblewrap_argv(
             continue
         args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(workspace), WORKSPACE_MOUNT, "--bind", str(home), HOME_MOUNT]
-    args += ["--chdir", WORKSPACE_MOUNT]
+    # The root itself (a tmpfs bubblewrap made) is read-only too: /tmp, the workspace and the home
+    # are the only places a command can write.
+    args += ["--remount-ro", "/", "--chdir", WORKSPACE_MOUNT]
     if any("\x00" in arg for arg in args):
         raise ValueError("a sandbox's paths must not contain NUL bytes")
     fds.append(_data_fd("\x00".join(args) + "\x00"))
@@ -381,7 +383,9 @@ def bubblewrap_argv(
 
 
 def _mounts() -> tuple[str, ...]:
-    return (WORKSPACE_MOUNT, HOME_MOUNT, "/proc", "/dev", "/tmp", "/etc", "/var")
+    """Mount points a read-only bind may neither shadow nor sit under (binds under /tmp, /etc and
+    /var are fine: they are made after those directories)."""
+    return (WORKSPACE_MOUNT, HOME_MOUNT, "/proc", "/dev")
 
 
 # --- per-command cgroups ---------------------------------------------------------------------------

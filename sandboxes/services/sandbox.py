@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from sandboxes.models import Sandbox, SandboxStatus
 from sandboxes.providers import SandboxGone, get_sandbox_provider
+from sandboxes.providers.confinement import unconfined_allowed
 from sandboxes.services.events import event_record, truncate_text
 from sandboxes.workspace import Workspace
 
@@ -29,11 +30,19 @@ def _live_sandbox_of_task(task_id: int) -> Sandbox | None:
 
 
 def sandbox_acquire(
-    *, spec_id: int | None, task_id: int | None, repository: str, base_ref: str, branch: str | None
+    *,
+    spec_id: int | None,
+    task_id: int | None,
+    repository: str,
+    base_ref: str,
+    branch: str | None,
+    network_allowed: bool = False,
 ) -> tuple[Sandbox, Workspace]:
     """A ready sandbox with its workspace: `repository` cloned, `branch` made at `base_ref` (or
     `base_ref` checked out when branch is None). Per task idempotent: the task's live sandbox is
-    reused. Records `sandbox.acquired` on the spec when spec_id is given."""
+    reused. Records `sandbox.acquired` on the spec when spec_id is given, and `sandbox.unconfined`
+    when its commands run without a real boundary (a local worker without bubblewrap).
+    `network_allowed` is the project's setting (every command may use the network)."""
     sandbox = _live_sandbox_of_task(task_id) if task_id is not None else None
     if sandbox is None:
         provider = get_sandbox_provider()
@@ -65,6 +74,7 @@ def sandbox_acquire(
             source=repository,
             ref=sandbox.base_branch or base_ref,
             branch=sandbox.branch or None,
+            network_allowed=network_allowed,
         )
     except Exception as exc:
         with transaction.atomic():
@@ -93,6 +103,20 @@ def sandbox_acquire(
                     "provider": sandbox.provider,
                     "branch": sandbox.branch,
                     "base_ref": sandbox.base_branch,
+                    "confined": workspace.confined,
+                },
+                spec_id=sandbox.spec_id,
+                task_id=sandbox.task_id,
+                sandbox_id=sandbox.pk,
+            )
+        if first_time and not workspace.confined:
+            event_record(
+                type="sandbox.unconfined",
+                payload={
+                    "sandbox": sandbox.pk,
+                    "provider": sandbox.provider,
+                    "reason": provider.describe(),
+                    "commands_allowed": unconfined_allowed(),
                 },
                 spec_id=sandbox.spec_id,
                 task_id=sandbox.task_id,

@@ -123,6 +123,7 @@ def test_sandbox_acquire_is_idempotent_per_task_and_records_events(git_repo, san
         "provider": "local",
         "branch": "omoi/task-9",
         "base_ref": "main",
+        "confined": workspace.confined,
     }
 
 

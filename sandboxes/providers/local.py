@@ -282,7 +282,10 @@ class LocalWorkspace:
         workspace, home, tmp = self.seen_paths()
         path_dirs = self.path_dirs
         if path_dirs is None:
-            path_dirs = [f"{home}/{SANDBOX_VENV}/bin", *SYSTEM_PATH_DIRS]
+            # The sandbox's environment first; then the worker's (its compiled tools, such as ruff,
+            # visible read-only); then the system's.
+            worker_bin = [str(Path(sys.executable).parent)] if sys.prefix != sys.base_prefix else []
+            path_dirs = [f"{home}/{SANDBOX_VENV}/bin", *worker_bin, *SYSTEM_PATH_DIRS]
         return command_environment(
             path_dirs=path_dirs, home=home, tmpdir=tmp, workspace=workspace, extra=self.extra_env
         )

@@ -206,7 +206,9 @@ def test_the_hostile_battery_reads_no_secret_makes_no_connection_writes_nothing_
         "..": "echo pwned > ../escaped.txt",
         "an absolute host path": f"echo pwned > {outside}",
         "a symlink to the host": f"ln -s {tmp_path} out && echo pwned > out/via-link.txt",
-        "another sandbox's workspace": f"echo pwned > {neighbour.root}/pwned.txt; echo pwned > ../{neighbour.root.name}/pwned2.txt",
+        "another sandbox's workspace": (
+            f"echo pwned > {neighbour.root}/pwned.txt; echo pwned > ../{neighbour.root.name}/pwned2.txt"
+        ),
         "/usr": "echo pwned > /usr/pwned.txt",
         "the Python installation": f"echo pwned > {sys.base_prefix}/pwned.txt; echo pwned > {sys.prefix}/pwned.txt",
     }
@@ -276,11 +278,12 @@ def test_through_the_agent_loop_every_attempt_is_refused_or_contained_and_record
     sandbox, workspace = sandbox_acquire(
         spec_id=spec.pk, task_id=None, repository=str(git_repo), base_ref="main", branch="omoi/hostile"
     )
+    connect = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 5432), 3)'"
     attempts = [
         {"tool": "run_command", "input": {"command": "cat /etc/shadow"}},
         {"tool": "run_command", "input": {"command": f"umount -l /proc; cat /proc/{worker_process.pid}/environ"}},
         {"tool": "run_command", "input": {"command": "cat /proc/1/environ"}},
-        {"tool": "run_command", "input": {"command": "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 5432), 3)'"}},
+        {"tool": "run_command", "input": {"command": connect}},
         {"tool": "run_command", "input": {"command": "echo pwned > ../pwned.txt"}},
         {"tool": "read_file", "input": {"path": "../../../../etc/shadow"}},
         {"tool": "write_file", "input": {"path": "/tmp/pwned.txt", "content": "x"}},
@@ -412,8 +415,7 @@ def test_filling_the_disk_is_stopped(two_sandboxes, settings):
 def test_network_is_there_only_when_asked(two_sandboxes, listener):
     workspace, _ = two_sandboxes
     connect = (
-        "python -c \"import socket; socket.create_connection(('127.0.0.1', %d), 3); print('connected')\""
-        % listener.port
+        f"python -c \"import socket; socket.create_connection(('127.0.0.1', {listener.port}), 3); print('connected')\""
     )
 
     without = workspace.run_command(connect, timeout_s=20)

@@ -135,7 +135,7 @@ def test_the_bubblewrap_command_line_binds_only_what_commands_need(tmp_path, set
     assert str(Path.home()) not in bound
     assert {p for p in bound if p.startswith(str(Path.home()) + "/")} <= {str(p) for p in python_installation_paths()}
     assert "/etc/resolv.conf" not in bound
-    assert options[-3:] == ["/", "--chdir", "/workspace"]
+    assert options[-5:] == ["--remount-ro", "/", "--chdir", "/workspace", ""]
 
 
 def test_python_is_the_workers_and_installs_stay_in_the_sandbox(workspace):

@@ -166,6 +166,9 @@ OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")
 # The local provider's boundary: "auto" (bubblewrap when it works on this machine, else commands
 # run unconfined and say so), "bubblewrap" (required: commands are refused without it), "none".
 OMOI_SANDBOX_CONFINEMENT = env("OMOI_SANDBOX_CONFINEMENT", default="auto")
+# A confined command that may use the network gets it through slirp4netns where it is installed
+# ("auto": the internet, not the worker's loopback), or shares the worker's network ("host").
+OMOI_SANDBOX_NETWORK = env("OMOI_SANDBOX_NETWORK", default="auto")
 # Without a confining boundary commands are refused unless this is set (by default: DEBUG).
 OMOI_ALLOW_UNCONFINED = env.bool("OMOI_ALLOW_UNCONFINED", default=DEBUG)
 # Unconfined only: "auto" runs commands in their own PID namespace where unshare works.

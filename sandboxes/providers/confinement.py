@@ -2,7 +2,9 @@
 child process that says it is not isolated; always under resource limits and a wall-clock timeout.
 
 Behind bubblewrap a command gets new user, PID, IPC, UTS and network namespaces (the network only
-when asked: the setup step, or a project that allows it), a root file system that holds only the
+when asked: the setup step, or a project that allows it; then through slirp4netns, a user-mode
+network stack that reaches the internet but not the worker's loopback, where it is installed), a
+root file system that holds only the
 system directories (read-only), a few files of /etc that programs need (never /etc/shadow), the
 Python installation the worker runs on (read-only, so `python -m pytest` works), the objects of the
 repository the workspace was cloned from (read-only, so `git clone --shared` alternates resolve),
@@ -26,8 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import json
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -41,7 +46,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from sandboxes.workspace import MAX_OUTPUT_CHARS, SYSTEM_PATH_DIRS, CommandResult
+from sandboxes.workspace import MAX_OUTPUT_CHARS, SYSTEM_PATH_DIRS, CommandRefused, CommandResult
 
 WORKSPACE_MOUNT = "/workspace"
 HOME_MOUNT = "/home/agent"
@@ -87,6 +92,13 @@ PASSWD = (
 )
 GROUP = f"root:x:0:\nagent:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"
 HOSTS = f"127.0.0.1\tlocalhost {SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+# slirp4netns's fixed addresses: the sandbox is 10.0.2.100, its DNS forwarder 10.0.2.3.
+SLIRP_RESOLV_CONF = "nameserver 10.0.2.3\n"
+SLIRP_START_TIMEOUT_S = 10
+SLIRP_ATTEMPTS = 3
+# ioctl on a namespace descriptor: the user namespace that owns it (linux/nsfs.h, _IO(0xb7, 0x1)).
+NS_GET_USERNS = 0xB701
 
 CPU_SECONDS_BEYOND_TIMEOUT = 10
 DISK_CHECK_INTERVAL_S = 0.1
@@ -136,11 +148,18 @@ class Probe:
     cgroup_version: int = 0
     # Unconfined only: the prefix that gives a command its own PID namespace, or ().
     pid_namespace: tuple[str, ...] = field(default_factory=tuple)
+    # The slirp4netns that gives a command asking for the network a network of its own ("" when the
+    # command shares the worker's network instead).
+    slirp4netns: str = ""
 
     def describe(self) -> str:
         """One line for the CLI and events: what isolates commands here, or that nothing does."""
         if self.confined:
-            return f"commands confined by {self.reason} (no network, processes limited by {self.process_limit})"
+            network = "slirp4netns, without the worker's loopback" if self.slirp4netns else "the worker's network"
+            return (
+                f"commands confined by {self.reason} (no network unless asked, then {network}; "
+                f"processes limited by {self.process_limit})"
+            )
         return f"commands are NOT isolated: {self.reason}"
 
 
@@ -193,6 +212,8 @@ def _probe(mode: str) -> Probe:
         )
     bwrap, version, disable_userns, problem = _bubblewrap_probe()
     if problem is None:
+        network_mode = str(getattr(settings, "OMOI_SANDBOX_NETWORK", "auto")).strip().lower()
+        slirp = shutil.which("slirp4netns", path=":".join(SYSTEM_PATH_DIRS)) if network_mode != "host" else None
         return Probe(
             confined=True,
             reason=f"bubblewrap {version}".strip(),
@@ -201,6 +222,7 @@ def _probe(mode: str) -> Probe:
             process_limit=process_limit,
             cgroup_dirs=cgroup_dirs,
             cgroup_version=cgroup_version,
+            slirp4netns=slirp or "",
         )
     return Probe(
         confined=False,
@@ -234,7 +256,7 @@ def _bubblewrap_probe() -> tuple[str, str, bool, str | None]:
         home.mkdir()
         for disable_userns in (True, False):
             probe = Probe(confined=True, reason="probe", bwrap=bwrap, disable_userns=disable_userns)
-            argv, fds = bubblewrap_argv(
+            argv, fds, _ = bubblewrap_argv(
                 probe,
                 command=["/bin/sh", "-c", f"test -w {WORKSPACE_MOUNT} && test ! -e /etc/shadow && echo omoi-probe-ok"],
                 workspace=workspace,
@@ -333,13 +355,20 @@ def bubblewrap_argv(
     read_only: list[Path],
     network: bool,
     limits: Limits,
-) -> tuple[list[str], list[int]]:
-    """The bwrap command line that runs `command` and the file descriptors it reads (pass them to
-    the child, close them after). bwrap reads its options from a pipe (--args), so the sandbox's
-    first process (bwrap itself) shows no host path in its /proc/1/cmdline."""
+) -> tuple[list[str], list[int], SlirpNetwork | None]:
+    """The bwrap command line that runs `command`, the file descriptors it reads (pass them to the
+    child, close them after), and, for a command with network through slirp4netns, what starts
+    that network once bwrap has made the namespace. bwrap reads its options from a pipe (--args),
+    so the sandbox's first process (bwrap itself) shows no host path in its /proc/1/cmdline."""
     args = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-    if not network:
+    fds: list[int] = []
+    slirp = None
+    if not network or probe.slirp4netns:
         args.append("--unshare-net")
+    if network and probe.slirp4netns:
+        slirp = SlirpNetwork(probe.slirp4netns)
+        fds += [slirp.info_child, slirp.block_child]
+        args += ["--info-fd", str(slirp.info_child), "--block-fd", str(slirp.block_child)]
     if probe.disable_userns:
         args.append("--disable-userns")
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", SANDBOX_HOSTNAME]
@@ -350,16 +379,18 @@ def bubblewrap_argv(
         elif os.path.isdir(directory):
             args += ["--ro-bind", directory, directory]
     args += ["--dir", "/etc"]
-    for name in ETC_ENTRIES + (ETC_NETWORK_ENTRIES if network else ()):
+    for name in ETC_ENTRIES + (ETC_NETWORK_ENTRIES if network and not slirp else ()):
         if os.path.lexists(f"/etc/{name}"):
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    fds = []
-    for target, text in (
+    generated = [
         ("/etc/passwd", PASSWD),
         ("/etc/group", GROUP),
         ("/etc/hosts", HOSTS),
         ("/etc/hostname", SANDBOX_HOSTNAME + "\n"),
-    ):
+    ]
+    if slirp:
+        generated.append(("/etc/resolv.conf", SLIRP_RESOLV_CONF))
+    for target, text in generated:
         fd = _data_fd(text)
         fds.append(fd)
         args += ["--ro-bind-data", str(fd), target]
@@ -379,7 +410,131 @@ def bubblewrap_argv(
     if any("\x00" in arg for arg in args):
         raise ValueError("a sandbox's paths must not contain NUL bytes")
     fds.append(_data_fd("\x00".join(args) + "\x00"))
-    return [probe.bwrap, "--args", str(fds[-1]), "--", *command], fds
+    return [probe.bwrap, "--args", str(fds[-1]), "--", *command], fds, slirp
+
+
+class SlirpNetwork:
+    """A network for one command through slirp4netns: a user-mode TCP/IP stack attached to the
+    sandbox's own network namespace, which reaches what the worker reaches outside (the internet,
+    a package index) except the worker's loopback (--disable-host-loopback). bwrap reports the
+    sandbox's first process on --info-fd and waits on --block-fd until the network is up."""
+
+    def __init__(self, executable: str) -> None:
+        self.executable = executable
+        self.info_parent, self.info_child = os.pipe()
+        self.block_child, self.block_parent = os.pipe()
+        self.process: subprocess.Popen | None = None
+        self.exit_parent: int | None = None
+
+    def _child_pid(self) -> int:
+        data = b""
+        deadline = time.monotonic() + SLIRP_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.info_parent], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(self.info_parent, 4096)
+            if not chunk:
+                break
+            data += chunk
+            with contextlib.suppress(ValueError):
+                return int(json.loads(data)["child-pid"])
+        raise OSError(f"bubblewrap did not report its sandbox's process ({data[:200]!r})")
+
+    def start(self) -> None:
+        """Attach slirp4netns to the sandbox and let its command run. Raises OSError.
+
+        slirp4netns is handed the sandbox's network namespace and the user namespace that owns it
+        as open descriptors, taken once bwrap has set up the loopback: the sandbox's process moves
+        on into a nested user namespace (--disable-userns), where joining its network namespace is
+        no longer allowed."""
+        pid = self._child_pid()
+        self._wait_for_loopback(pid)
+        netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            userns = fcntl.ioctl(netns, NS_GET_USERNS)
+        except OSError:
+            os.close(netns)
+            raise
+        try:
+            problem = ""
+            for attempt in range(SLIRP_ATTEMPTS):
+                problem = self._attach(netns, userns)
+                if not problem:
+                    os.write(self.block_parent, b"1")
+                    return
+                time.sleep(0.02 * (attempt + 1))
+            raise OSError(f"slirp4netns did not start: {problem}")
+        finally:
+            os.close(netns)
+            os.close(userns)
+
+    @staticmethod
+    def _wait_for_loopback(pid: int) -> None:
+        """bwrap reports its process before that process has set up the loopback interface of its
+        network namespace; slirp4netns configuring the namespace at the same time makes one of them
+        fail. Wait (briefly) until the loopback address is there."""
+        deadline = time.monotonic() + SLIRP_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if "127.0.0.1" in Path(f"/proc/{pid}/net/fib_trie").read_text():
+                    return
+            except OSError:
+                return
+            time.sleep(0.002)
+
+    def _attach(self, netns: int, userns: int) -> str:
+        """Start slirp4netns on the sandbox's network namespace; "" when it is ready, else why not."""
+        ready_parent, ready_child = os.pipe()
+        exit_child, exit_parent = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [self.executable, "--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd",
+                 str(ready_child), "--exit-fd", str(exit_child), "--userns-path", f"/proc/self/fd/{userns}",
+                 "--netns-type", "path", f"/proc/self/fd/{netns}", "tap0"],
+                pass_fds=(ready_child, exit_child, netns, userns), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={"PATH": ":".join(SYSTEM_PATH_DIRS)},
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(exit_parent)
+            return str(exc)
+        finally:
+            os.close(ready_child)
+            os.close(exit_child)
+        try:
+            ready, _, _ = select.select([ready_parent], [], [], SLIRP_START_TIMEOUT_S)
+            if ready and os.read(ready_parent, 1) == b"1":
+                self.process, self.exit_parent = process, exit_parent
+                return ""
+        finally:
+            os.close(ready_parent)
+        os.close(exit_parent)
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        problem = process.stderr.read(2000).decode(errors="replace").strip() if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
+        return problem or ("timed out" if not ready else "it exited")
+
+    def stop(self) -> None:
+        for fd in (self.info_parent, self.block_parent, self.exit_parent):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.exit_parent = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stderr:
+                self.process.stderr.close()
+            self.process = None
 
 
 def _mounts() -> tuple[str, ...]:
@@ -648,6 +803,7 @@ def run_process(
     probe: Probe,
     disk_path: Path,
     pass_fds: list[int] | None = None,
+    network: SlirpNetwork | None = None,
 ) -> CommandResult:
     """Run `argv` to its end or its timeout, under `limits`, in a session of its own (and, where
     the probe found them usable, in cgroups of its own). The timeout, a limit, and also the
@@ -671,11 +827,28 @@ def run_process(
     except BaseException:
         if cgroup is not None:
             cgroup.remove()
+        if network is not None:
+            network.stop()
         raise
     finally:
         for fd in pass_fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
+    if network is not None:
+        try:
+            network.start()
+        except OSError as exc:
+            _kill_group(process.pid)
+            if cgroup is not None:
+                cgroup.remove()
+            process.wait()
+            network.stop()
+            said = process.stderr.read(2000).decode(errors="replace").strip() if process.stderr else ""
+            for stream in (process.stdout, process.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            detail = f" (bubblewrap: {said})" if said else ""
+            raise CommandRefused(f"refused: the sandbox's network could not be set up: {exc}{detail}") from exc
     stdout = _TailReader(process.stdout, MAX_OUTPUT_CHARS)
     stderr = _TailReader(process.stderr, MAX_OUTPUT_CHARS // 2)
     stdout.start()
@@ -709,6 +882,8 @@ def run_process(
         elif process.poll() is None:
             process.kill()
             process.wait()
+        if network is not None:
+            network.stop()
     stdout.join(5)
     stderr.join(5)
     for stream in (process.stdout, process.stderr):

@@ -327,8 +327,9 @@ class LocalWorkspace:
         ensure_python_environment(self.home, seen_home)
         env = {**self.command_env(), **(extra_env or {})}
         fds: list[int] = []
+        network_setup = None
         if probe.confined:
-            full, fds = bubblewrap_argv(
+            full, fds, network_setup = bubblewrap_argv(
                 probe,
                 command=argv,
                 workspace=self.root,
@@ -344,7 +345,15 @@ class LocalWorkspace:
             pid_namespace = list(probe.pid_namespace)
             full = [*pid_namespace, "/bin/sh", "-c", '"$@"; exit $?', "sh", *argv] if pid_namespace else argv
         return run_process(
-            full, cwd=self.root, env=env, timeout=timeout, limits=limits, probe=probe, disk_path=self.root, pass_fds=fds
+            full,
+            cwd=self.root,
+            env=env,
+            timeout=timeout,
+            limits=limits,
+            probe=probe,
+            disk_path=self.root,
+            pass_fds=fds,
+            network=network_setup,
         )
 
     def run_command(self, command: str, timeout_s: float | None = None, *, network: bool = False) -> CommandResult:

@@ -105,7 +105,7 @@ def test_a_confined_sandbox_records_no_unconfined_event(git_repo, sandbox_root, 
 
 def test_the_bubblewrap_command_line_binds_only_what_commands_need(tmp_path, settings):
     probe = Probe(confined=True, reason="test", bwrap="/usr/bin/bwrap", disable_userns=True)
-    argv, fds = bubblewrap_argv(
+    argv, fds, network = bubblewrap_argv(
         probe,
         command=["bash", "-c", "true"],
         workspace=tmp_path / "ws",
@@ -120,6 +120,7 @@ def test_the_bubblewrap_command_line_binds_only_what_commands_need(tmp_path, set
         for fd in fds:
             confinement.os.close(fd)
 
+    assert network is None
     assert argv == ["/usr/bin/bwrap", "--args", str(fds[-1]), "--", "bash", "-c", "true"]
     assert str(tmp_path) not in " ".join(argv)
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",

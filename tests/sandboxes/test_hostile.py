@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from sandboxes.models import Sandbox, SandboxEvent
-from sandboxes.providers.confinement import WORKSPACE_MOUNT, confinement_probe
+from sandboxes.providers.confinement import WORKSPACE_MOUNT, confinement_probe, confinement_probe_reset
 from sandboxes.providers.local import LocalSandboxProvider, LocalWorkspace
 from sandboxes.services.agent import agent_run_start, agent_turn_run
 from sandboxes.services.sandbox import sandbox_acquire
@@ -55,10 +55,10 @@ def process_count() -> int:
 class Listener:
     """A TCP server on 127.0.0.1 of the host (a stand-in for the web API) that counts connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
+        self.server.bind((address, 0))
         self.server.listen(16)
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
@@ -411,15 +411,68 @@ def test_filling_the_disk_is_stopped(two_sandboxes, settings):
     assert written < 1024**3, f"{written} bytes written before the command was stopped"
 
 
-@pytest.mark.django_db
-def test_network_is_there_only_when_asked(two_sandboxes, listener):
-    workspace, _ = two_sandboxes
-    connect = (
-        f"python -c \"import socket; socket.create_connection(('127.0.0.1', {listener.port}), 3); print('connected')\""
-    )
+def host_address() -> str:
+    """An address of this machine other than loopback (where a service listening on 0.0.0.0 answers)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))
+        address = probe.getsockname()[0]
+    except OSError:
+        address = ""
+    finally:
+        probe.close()
+    if not address or address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address
 
-    without = workspace.run_command(connect, timeout_s=20)
-    with_network = workspace.run_command(connect, timeout_s=20, network=True)
+
+@pytest.fixture
+def public_listener():
+    """A TCP server on every address of the host, counting connections."""
+    server = Listener(address="0.0.0.0")
+    yield server
+    server.close()
+
+
+def connect_command(address: str, port: int) -> str:
+    return f"python -c \"import socket; socket.create_connection(('{address}', {port}), 3); print('connected')\""
+
+
+@pytest.mark.django_db
+def test_network_through_slirp4netns_is_there_only_when_asked_and_never_reaches_the_loopback(
+    two_sandboxes, public_listener, bubblewrap_required
+):
+    if not bubblewrap_required.slirp4netns:
+        message = "slirp4netns is not installed (Debian package `slirp4netns`)"
+        if os.environ.get("OMOI_REQUIRE_BUBBLEWRAP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    workspace, _ = two_sandboxes
+    address = host_address()
+
+    without = workspace.run_command(connect_command(address, public_listener.port), timeout_s=20)
+    loopback = workspace.run_command(connect_command("127.0.0.1", public_listener.port), timeout_s=20, network=True)
+    with_network = workspace.run_command(connect_command(address, public_listener.port), timeout_s=20, network=True)
+    resolver = workspace.run_command("cat /etc/resolv.conf", network=True)
+
+    assert "connected" not in without.stdout + loopback.stdout
+    assert "Network is unreachable" in without.stderr
+    assert with_network.stdout == "connected\n", with_network.as_text()
+    assert public_listener.accepted == 1
+    assert resolver.stdout == "nameserver 10.0.2.3\n"
+
+
+@pytest.mark.django_db
+def test_network_shared_with_the_worker_when_slirp4netns_is_not_used(two_sandboxes, listener, settings):
+    settings.OMOI_SANDBOX_NETWORK = "host"
+    confinement_probe_reset()
+    try:
+        workspace, _ = two_sandboxes
+        assert confinement_probe().slirp4netns == ""
+        without = workspace.run_command(connect_command("127.0.0.1", listener.port), timeout_s=20)
+        with_network = workspace.run_command(connect_command("127.0.0.1", listener.port), timeout_s=20, network=True)
+    finally:
+        confinement_probe_reset()
 
     assert "connected" not in without.stdout
     assert with_network.stdout == "connected\n"

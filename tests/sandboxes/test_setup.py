@@ -157,23 +157,21 @@ def test_a_failing_setup_raises_with_its_output_records_it_and_caches_nothing(py
 
 
 def test_setup_has_the_network_that_agent_commands_do_not(python_repo, sandbox_root):
-    import socket
+    from tests.sandboxes.test_hostile import Listener, connect_command, host_address
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    port = server.getsockname()[1]
-    connect = f"python -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 3)\" && echo online"
+    server = Listener(address="0.0.0.0")
+    connect = connect_command(host_address(), server.port)
     spec = SpecFactory()
     sandbox, workspace = acquire(spec, python_repo, "omoi/net")
     try:
-        if workspace.confined:
-            assert workspace.run_command(connect).exit_code != 0
+        agent_command = workspace.run_command(connect)
         outcome = sandbox_setup_run(sandbox_id=sandbox.pk, command=connect, cache_key="net")
     finally:
         server.close()
 
-    assert outcome.result.stdout == "online\n"
+    if workspace.confined:
+        assert "connected" not in agent_command.stdout
+    assert outcome.result.stdout == "connected\n"
 
 
 def test_setup_refuses_a_sandbox_that_is_not_ready(python_repo, sandbox_root):

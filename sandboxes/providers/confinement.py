@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -212,9 +212,7 @@ def _probe(mode: str) -> Probe:
         )
     bwrap, version, disable_userns, problem = _bubblewrap_probe()
     if problem is None:
-        network_mode = str(getattr(settings, "OMOI_SANDBOX_NETWORK", "auto")).strip().lower()
-        slirp = shutil.which("slirp4netns", path=":".join(SYSTEM_PATH_DIRS)) if network_mode != "host" else None
-        return Probe(
+        probe = Probe(
             confined=True,
             reason=f"bubblewrap {version}".strip(),
             bwrap=bwrap,
@@ -222,8 +220,12 @@ def _probe(mode: str) -> Probe:
             process_limit=process_limit,
             cgroup_dirs=cgroup_dirs,
             cgroup_version=cgroup_version,
-            slirp4netns=slirp or "",
         )
+        network_mode = str(getattr(settings, "OMOI_SANDBOX_NETWORK", "auto")).strip().lower()
+        slirp = shutil.which("slirp4netns", path=":".join(SYSTEM_PATH_DIRS)) if network_mode != "host" else None
+        if slirp and _slirp_works(replace(probe, slirp4netns=slirp)):
+            probe = replace(probe, slirp4netns=slirp)
+        return probe
     return Probe(
         confined=False,
         reason=problem,
@@ -286,6 +288,52 @@ def _bubblewrap_probe() -> tuple[str, str, bool, str | None]:
                 return bwrap, version_text, disable_userns, None
             problem = f"bubblewrap does not work here: {(completed.stderr or completed.stdout).strip()[:500]}"
     return bwrap, version_text, False, problem
+
+
+def _slirp_works(probe: Probe) -> bool:
+    """Whether a command with network through slirp4netns runs here (it needs /dev/net/tun, and in
+    a container the permission to use it); otherwise such commands share the worker's network."""
+    with tempfile.TemporaryDirectory(prefix="omoi-slirp-probe-") as tmp:
+        workspace, home = Path(tmp) / "workspace", Path(tmp) / "home"
+        workspace.mkdir()
+        home.mkdir()
+        argv, fds, network = bubblewrap_argv(
+            probe,
+            command=["/bin/sh", "-c", "grep -q tap0 /proc/net/dev && echo omoi-network-ok"],
+            workspace=workspace,
+            home=home,
+            read_only=[],
+            network=True,
+            limits=Limits.for_timeout(10),
+        )
+        try:
+            process = subprocess.Popen(
+                argv,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={"PATH": ":".join(SYSTEM_PATH_DIRS)},
+                start_new_session=True,
+            )
+        except OSError:
+            return False
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        try:
+            network.start()
+            output, _ = process.communicate(timeout=20)
+            return output.strip() == b"omoi-network-ok"
+        except (OSError, subprocess.TimeoutExpired):
+            _kill_group(process.pid)
+            process.wait()
+            return False
+        finally:
+            network.stop()
+            if process.stdout:
+                process.stdout.close()
 
 
 def _pid_namespace_prefix() -> list[str]:

@@ -454,9 +454,30 @@ rm -f "$GIT_INDEX_FILE"
         return self._diff_against_fork(base_ref, "--stat=120").rstrip()
 
     def remove(self) -> None:
-        """Delete the workspace and its home directory (used by providers on release)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.home, ignore_errors=True)
+        """Delete the workspace and its home directory (used by providers on release), also what a
+        command left without permissions (a directory chmod 000 stops a plain rmtree)."""
+        for directory in (self.root, self.home):
+            _remove_tree(directory)
+
+
+def _remove_tree(directory: Path) -> None:
+    if not os.path.lexists(directory):
+        return
+    inside = str(directory)
+
+    def grant_and_retry(function, path, _exc_info) -> None:
+        if path != inside and not path.startswith(inside + os.sep):
+            return
+        with contextlib.suppress(OSError):
+            parent = os.path.dirname(path)
+            if parent.startswith(inside):
+                os.chmod(parent, 0o700)
+            if not os.path.islink(path) and os.path.isdir(path):
+                os.chmod(path, 0o700)
+            function(path)
+
+    shutil.rmtree(directory, onerror=grant_and_retry)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 _GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_OPTIONAL_LOCKS": "0"}

@@ -207,3 +207,17 @@ def test_a_ready_sandbox_whose_workspace_vanished_is_recreated(git_repo, sandbox
     assert same.pk == sandbox.pk
     assert (again.root / ".git").is_dir()
     assert git("symbolic-ref", "--short", "HEAD", cwd=again.root).strip() == "b"
+
+
+@pytest.mark.django_db
+def test_release_removes_what_a_command_locked_away(git_repo, sandbox_root):
+    sandbox = Sandbox.objects.create(provider="local")
+    provider = LocalSandboxProvider()
+    workspace = provider.acquire(sandbox=sandbox, source=str(git_repo), ref="main", branch="b")
+    locked = workspace.run_command("mkdir -p build/deep && touch build/deep/f && chmod 000 build/deep build")
+    assert locked.exit_code == 0, locked.as_text()
+
+    provider.release(sandbox=sandbox)
+
+    assert not workspace.root.exists()
+    assert sandbox_root.exists()

@@ -569,9 +569,14 @@ def source_objects(source: str) -> list[Path]:
     path = Path(source)
     if not path.is_absolute() or not path.exists():
         return []
-    objects = Path(git_run("rev-parse", "--git-path", "objects", cwd=path).strip())
-    if not objects.is_absolute():
-        objects = path / objects
+    if (path / ".git" / "objects").is_dir():
+        objects = path / ".git" / "objects"
+    elif (path / "objects").is_dir() and (path / "HEAD").is_file():
+        objects = path / "objects"
+    else:
+        objects = Path(git_run("rev-parse", "--git-path", "objects", cwd=path).strip())
+        if not objects.is_absolute():
+            objects = path / objects
     found: list[Path] = []
     pending = [Path(os.path.realpath(objects))]
     while pending and len(found) < MAX_ALTERNATES_DEPTH:

@@ -1,6 +1,9 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
+# bubblewrap confines every command an agent runs; slirp4netns gives the setup step a network that
+# does not reach the worker's loopback (docs/sandboxes.md).
+RUN apt-get update && apt-get install -y --no-install-recommends git bubblewrap slirp4netns \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

@@ -178,10 +178,31 @@ OMOI_WORK_MAX_CLAIMS = env.int("OMOI_WORK_MAX_CLAIMS", default=20)
 
 # --- Sandboxes ------------------------------------------------------------------------------
 OMOI_SANDBOX_PROVIDER = env("OMOI_SANDBOX_PROVIDER", default="local")
-# "auto": commands run in their own PID namespace where unshare works (hides host processes).
+# The local provider's boundary: "auto" (bubblewrap when it works on this machine, else commands
+# run unconfined and say so), "bubblewrap" (required: commands are refused without it), "none".
+OMOI_SANDBOX_CONFINEMENT = env("OMOI_SANDBOX_CONFINEMENT", default="auto")
+# A confined command that may use the network gets it through slirp4netns where it is installed
+# ("auto": the internet, not the worker's loopback), or shares the worker's network ("host").
+OMOI_SANDBOX_NETWORK = env("OMOI_SANDBOX_NETWORK", default="auto")
+# Without a confining boundary commands are refused unless this is set (by default: DEBUG).
+OMOI_ALLOW_UNCONFINED = env.bool("OMOI_ALLOW_UNCONFINED", default=DEBUG)
+# Unconfined only: "auto" runs commands in their own PID namespace where unshare works.
 OMOI_SANDBOX_PID_NAMESPACE = env("OMOI_SANDBOX_PID_NAMESPACE", default="auto")
 OMOI_SANDBOX_ROOT = Path(env("OMOI_SANDBOX_ROOT", default=str(DATA_DIR / "sandboxes")))
 OMOI_COMMAND_TIMEOUT_S = env.int("OMOI_COMMAND_TIMEOUT_S", default=300)
+# Limits of every sandbox command (docs/sandboxes.md).
+OMOI_SANDBOX_MAX_PROCESSES = env.int("OMOI_SANDBOX_MAX_PROCESSES", default=256)
+OMOI_SANDBOX_MEMORY_BYTES = env.int("OMOI_SANDBOX_MEMORY_BYTES", default=4 * 1024**3)
+OMOI_SANDBOX_FILE_SIZE_BYTES = env.int("OMOI_SANDBOX_FILE_SIZE_BYTES", default=1024**3)
+OMOI_SANDBOX_OPEN_FILES = env.int("OMOI_SANDBOX_OPEN_FILES", default=1024)
+OMOI_SANDBOX_DISK_BYTES = env.int("OMOI_SANDBOX_DISK_BYTES", default=5 * 1024**3)
+OMOI_SANDBOX_MIN_FREE_BYTES = env.int("OMOI_SANDBOX_MIN_FREE_BYTES", default=1024**3)
+OMOI_SANDBOX_TMP_BYTES = env.int("OMOI_SANDBOX_TMP_BYTES", default=512 * 1024**2)
+# Per-command cgroups (pids, memory) where this process may create them.
+OMOI_SANDBOX_CGROUPS = env.bool("OMOI_SANDBOX_CGROUPS", default=True)
+# The project's setup_command: its timeout, and how long an unused cached result is kept.
+OMOI_SETUP_TIMEOUT_S = env.int("OMOI_SETUP_TIMEOUT_S", default=600)
+OMOI_SETUP_CACHE_MAX_AGE_S = env.int("OMOI_SETUP_CACHE_MAX_AGE_S", default=7 * 24 * 3600)
 # The host's own clones of project repositories (spec branches are built and merged there).
 OMOI_REPOS_DIR = Path(env("OMOI_REPOS_DIR", default=str(DATA_DIR / "repos")))
 DAYTONA_API_KEY = env("DAYTONA_API_KEY", default="")

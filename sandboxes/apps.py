@@ -9,8 +9,8 @@ class SandboxesConfig(AppConfig):
 
         from omoi.nodes import NODE_JOBS
         from omoi.reconcile import NODE_LOST_HOOKS
+        from sandboxes.providers.confinement import protect_host_process
         from sandboxes.services.sandbox import local_sandboxes_reap, sandboxes_of_dead_nodes
-        from sandboxes.workspace import protect_host_process
 
         # Worker processes hold the server's secrets in their environment; make them non-dumpable
         # so that a sandboxed command (same user) cannot read /proc/<worker pid>/environ.

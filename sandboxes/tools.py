@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxes.workspace import PathRefused, Workspace, WorkspaceError
+from sandboxes.workspace import CommandRefused, PathRefused, Workspace, WorkspaceError
 
 LIST_FILES = {
     "name": "list_files",
@@ -274,6 +274,8 @@ def tool_execute(*, workspace: Workspace, name: str, tool_input: dict[str, Any])
     except PathRefused as exc:
         reason = f"refused: {exc.reason}"
         return ToolResult(content=reason, is_error=True, refused=True, meta={"reason": reason})
+    except CommandRefused as exc:
+        return ToolResult(content=exc.reason, is_error=True, refused=True, meta={"reason": exc.reason})
     except WorkspaceError as exc:
         return ToolResult(content=str(exc), is_error=True)
     except (OSError, ValueError) as exc:

@@ -1,40 +1,20 @@
-"""A workspace: one directory (a git checkout) that an agent's tools act on, and nothing outside it.
+"""The workspace protocol: one sandbox as agent tools and host steps see it, whatever the boundary.
 
-Every path is resolved, symlinks included, and must land inside the root; writes into `.git`
-are refused. A violation raises `PathRefused`, which the tool layer turns into a refusal the
-model sees and an event the operator sees. Commands run under `bash -c` in the root with an
-environment built from scratch (none of the server's variables, so none of its secrets), in a
-session of their own so a timeout kills every process they started, under resource limits, and,
-where the machine allows it (`unshare`), in a PID namespace of their own, which hides the host's
-processes (and their /proc/<pid>/environ) and takes down every process the command left behind.
-
-The host-side git helpers (`head_sha`, `commit_all`, `changed_files`, `diff_stat`) run git with
-hooks disabled and without the server's environment, because the agent may have changed `.git`.
+This module holds what every provider shares: the `Workspace` protocol, its errors, the
+`CommandResult` of a command, the environment a command starts with, the git options that keep
+a repository's own configuration from running code, and the pure text logic of the file tools
+(how a listing, a file read, an edit and a search answer the model), so that a remote provider
+answers exactly like the local one. Implementations: `sandboxes.providers.local.LocalWorkspace`
+(a directory on this worker, commands confined by bubblewrap) and the Daytona provider's remote
+sandbox.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import re
-import resource
-import shlex
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
-
-from django.conf import settings
-
-from omoi.faults import fault_point
-from sandboxes.git import GitError, git_run, rev_parse
 
 MAX_LIST_ENTRIES = 500
 MAX_READ_LINES = 2000
@@ -49,13 +29,8 @@ MAX_OUTPUT_CHARS = 20_000
 MAX_COMMAND_TIMEOUT_S = 600
 BINARY_SNIFF_BYTES = 8192
 
-# Resource limits of every command (each process it starts gets them too).
-LIMIT_ADDRESS_SPACE_BYTES = 4 * 1024**3
-LIMIT_FILE_SIZE_BYTES = 1024**3
-LIMIT_OPEN_FILES = 1024
-CPU_SECONDS_BEYOND_TIMEOUT = 10
-
-# What git runs with inside a sandbox: nothing of the repository's own configuration may run code.
+# What git runs with inside a sandbox: nothing of the repository's own configuration may run code
+# through hooks, fsmonitor or signing; only local (file) transports.
 WORKSPACE_GIT_OPTIONS = (
     "-c",
     "core.hooksPath=/dev/null",
@@ -104,6 +79,16 @@ class PathRefused(WorkspaceError):
         self.reason = reason
 
 
+class CommandRefused(WorkspaceError):
+    """A command was not run at all: this worker cannot confine it and running it unconfined is
+    not allowed (OMOI_ALLOW_UNCONFINED), or the confinement that was required is unusable. The
+    tool layer answers it as a refusal; a host step that meets it blocks with reason environment."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class CommandResult:
     exit_code: int
@@ -111,15 +96,23 @@ class CommandResult:
     stderr: str
     timed_out: bool
     duration_s: float
+    # Which limit ended the command early besides the timeout ("disk"), else "".
+    killed_by: str = ""
 
     def as_text(self) -> str:
         """The result as the model reads it."""
         head = f"exit code {self.exit_code}" + (" (timed out; the command was killed)" if self.timed_out else "")
+        if self.killed_by:
+            head += f" (killed: {self.killed_by})"
         parts = [f"{head}, {self.duration_s:.1f} s"]
         parts.append("--- stdout ---\n" + (self.stdout or "(empty)"))
         if self.stderr:
             parts.append("--- stderr ---\n" + self.stderr)
         return "\n".join(parts)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.killed_by
 
 
 @runtime_checkable
@@ -132,10 +125,16 @@ class Workspace(Protocol):
     `write_bytes`: git runs inside the boundary (never on the host in a tree an agent controlled),
     and code leaves the sandbox only as bytes (a git bundle) that the host fetches into its own
     repository. Composite operations (commit, export) are built on these in sandboxes.transfer.
+
+    `confined` is False when commands run without a real boundary (the local provider on a worker
+    without bubblewrap); `run_command` and `git` then raise CommandRefused unless running
+    unconfined is allowed (OMOI_ALLOW_UNCONFINED). `network_allowed` is the project's setting:
+    when True every command may use the network, otherwise only those asked with network=True.
     """
 
     label: str
     confined: bool
+    network_allowed: bool
 
     def list_files(self, path: str = ".") -> str: ...
 
@@ -152,7 +151,8 @@ class Workspace(Protocol):
         ...
 
     def run_command(self, command: str, timeout_s: float | None = None, *, network: bool = False) -> CommandResult:
-        """`bash -c command` in the workspace root, behind the provider's boundary."""
+        """`bash -c command` in the workspace root, behind the provider's boundary. `network=True`
+        (the setup step) lets this one command use the network."""
         ...
 
     def git(self, *args: str, timeout_s: float = 120.0) -> CommandResult:
@@ -169,531 +169,190 @@ class Workspace(Protocol):
         ...
 
 
-def default_path_dirs() -> list[str]:
-    """The sandbox's PATH: the host's Python environment first (so `python -m pytest` works in the
-    local provider), then the system directories."""
-    dirs = []
-    if sys.prefix != sys.base_prefix:
-        dirs.append(str(Path(sys.executable).parent))
-    return dirs + SYSTEM_PATH_DIRS
+# --- the environment a command starts with ----------------------------------------------------
 
 
-_protected = False
-_isolation_probe: dict[str, list[str]] = {}
-
-# Ways to run a command in its own PID namespace, most preferred first: as root, then through an
-# unprivileged user namespace. The namespace hides the host's processes (and their environments)
-# from the command, and when its first process dies the kernel kills every process in it.
-ISOLATION_OPTIONS = [
-    ["--pid", "--fork", "--mount-proc", "--kill-child"],
-    ["--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"],
-]
-
-
-def isolation_prefix() -> list[str]:
-    """The command prefix that runs a command in a PID namespace here, or [] when this machine
-    cannot (then commands run as plain child processes). settings.OMOI_SANDBOX_PID_NAMESPACE:
-    "auto" (default: use it when it works), "off"."""
-    mode = str(getattr(settings, "OMOI_SANDBOX_PID_NAMESPACE", "auto")).lower()
-    if mode in ("off", "0", "false", "no"):
-        return []
-    if "prefix" not in _isolation_probe:
-        _isolation_probe["prefix"] = []
-        unshare = shutil.which("unshare", path=":".join(SYSTEM_PATH_DIRS))
-        for options in ISOLATION_OPTIONS if unshare and sys.platform.startswith("linux") else []:
-            try:
-                probe = subprocess.run(
-                    [unshare, *options, "/bin/true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env={}
-                )
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if probe.returncode == 0:
-                _isolation_probe["prefix"] = [unshare, *options]
-                break
-    return list(_isolation_probe["prefix"])
+def command_environment(
+    *, path_dirs: list[str], home: str, tmpdir: str, workspace: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The whole environment of a sandbox command, built from scratch (never from os.environ, so
+    none of the server's secrets), with the paths as the command sees them."""
+    env = {
+        "PATH": ":".join(path_dirs),
+        "HOME": home,
+        "TMPDIR": tmpdir,
+        "USER": "omoi",
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "NO_COLOR": "1",
+        "CI": "1",
+        "PAGER": "cat",
+        "GIT_PAGER": "cat",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Omoi agent",
+        "GIT_AUTHOR_EMAIL": "agent@omoi.localhost",
+        "GIT_COMMITTER_NAME": "Omoi agent",
+        "GIT_COMMITTER_EMAIL": "agent@omoi.localhost",
+        "OMOI_WORKSPACE": workspace,
+    }
+    env.update(extra or {})
+    return env
 
 
-def protect_host_process() -> None:
-    """Make this (host) process non-dumpable, so that processes a command starts, which run as the
-    same user, cannot read its /proc/<pid>/environ or memory. Linux only; harmless elsewhere."""
-    global _protected
-    if _protected or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_dumpable = 4
-        libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
-    _protected = True
+def check_extra_environment(extra: dict[str, str] | None) -> dict[str, str]:
+    """Explicit extra variables for commands; a name that looks like a secret is rejected."""
+    for name in extra or {}:
+        if SECRET_NAME_PATTERN.search(name):
+            raise ValueError(f"{name} looks like a secret and may not enter a sandbox")
+    return dict(extra or {})
 
 
-def _set_limit(which: int, soft: int, hard: int | None = None) -> None:
-    hard = soft if hard is None else hard
-    _, current_hard = resource.getrlimit(which)
-    if current_hard != resource.RLIM_INFINITY:
-        soft, hard = min(soft, current_hard), min(hard, current_hard)
-    resource.setrlimit(which, (soft, hard))
+def clamp_timeout(timeout_s: float | None, default: float) -> float:
+    """A command's timeout: the one asked for (or the default), between 1 s and MAX_COMMAND_TIMEOUT_S."""
+    timeout = float(timeout_s) if timeout_s else float(default)
+    return max(1.0, min(timeout, float(MAX_COMMAND_TIMEOUT_S)))
 
 
-def _die_with_parent() -> None:
-    """The command dies when the worker that started it dies (a killed worker leaves no orphan)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+def check_command(command: object) -> str:
+    if not isinstance(command, str) or not command.strip():
+        raise WorkspaceError("command must be a non-empty string")
+    if "\x00" in command:
+        raise WorkspaceError("command must not contain a NUL byte")
+    return command
 
 
-def _limit_resources(cpu_seconds: int) -> None:
-    """Runs in the child between fork and exec."""
-    _die_with_parent()
-    _set_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 5)
-    _set_limit(resource.RLIMIT_AS, LIMIT_ADDRESS_SPACE_BYTES)
-    _set_limit(resource.RLIMIT_FSIZE, LIMIT_FILE_SIZE_BYTES)
-    _set_limit(resource.RLIMIT_NOFILE, LIMIT_OPEN_FILES)
-    _set_limit(resource.RLIMIT_CORE, 0)
+# --- the file tools' answers, independent of where the files are ---------------------------------
 
 
-class _TailReader(threading.Thread):
-    """Drains a pipe, keeping only its last `limit` bytes, so a chatty command cannot fill memory
-    or block on a full pipe."""
-
-    def __init__(self, stream, limit: int) -> None:
-        super().__init__(daemon=True)
-        self.stream = stream
-        self.limit = limit
-        self.buffer = bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while chunk := self.stream.read1(65536):
-                self.total += len(chunk)
-                self.buffer += chunk
-                if len(self.buffer) > 2 * self.limit:
-                    del self.buffer[: len(self.buffer) - self.limit]
-
-    def text(self) -> str:
-        data = bytes(self.buffer[-self.limit :])
-        omitted = self.total - len(data)
-        text = data.decode("utf-8", errors="replace")
-        return f"… [{omitted} earlier bytes omitted]\n{text}" if omitted > 0 else text
+def listing_text(entries: list[str], *, more: int, base: str) -> str:
+    """The answer of list_files: `entries` (relative paths, directories ending in '/', symbolic
+    links in '@', at most MAX_LIST_ENTRIES) and how many more were not shown."""
+    if not entries:
+        return f"{base}/ is empty"
+    lines = list(entries)
+    if more:
+        lines.append(f"… {more}+ more entries not shown; list a subdirectory")
+    return "\n".join(lines)
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def read_lines_text(
+    lines: Iterable[str], *, shown_path: str, asked_path: str, start_line: int | None, end_line: int | None
+) -> str:
+    """The answer of read_file for a text file whose lines (with their line ends) are `lines`."""
+    start = 1 if start_line is None else int(start_line)
+    if start < 1:
+        raise WorkspaceError("start_line must be 1 or more")
+    if end_line is not None and int(end_line) < start:
+        raise WorkspaceError("end_line must not be before start_line")
+    last_wanted = start + MAX_READ_LINES - 1 if end_line is None else min(int(end_line), start + MAX_READ_LINES - 1)
+    shown: list[str] = []
+    chars = 0
+    total = 0
+    last_shown = start - 1
+    for number, line in enumerate(lines, start=1):
+        total = number
+        if number < start or number > last_wanted or chars >= MAX_READ_CHARS:
+            continue
+        line = line.rstrip("\n")
+        if len(line) > MAX_LINE_CHARS:
+            line = line[:MAX_LINE_CHARS] + " … [line truncated]"
+        shown.append(f"{number:>6}\t{line}")
+        chars += len(line) + 8
+        last_shown = number
+    if total == 0:
+        return f"{shown_path} is empty"
+    if start > total:
+        raise WorkspaceError(f"{asked_path} has {total} lines; start_line {start} is past the end")
+    text = "\n".join(shown)
+    if last_shown < total and (end_line is None or last_shown < int(end_line)):
+        text += (
+            f"\n… [{shown_path} has {total} lines; showing {start}-{last_shown}; "
+            f"read more with start_line={last_shown + 1}]"
+        )
+    return text
 
 
-def _is_binary(path: Path) -> bool:
+def is_binary(head: bytes) -> bool:
+    """Whether the first BINARY_SNIFF_BYTES of a file say it is binary."""
+    return b"\x00" in head
+
+
+def encode_content(content: object) -> bytes:
+    """write_file's content as bytes, within MAX_WRITE_BYTES."""
+    if not isinstance(content, str):
+        raise WorkspaceError("content must be a string")
     try:
-        with path.open("rb") as handle:
-            return b"\x00" in handle.read(BINARY_SNIFF_BYTES)
-    except OSError:
-        return True
-
-
-class LocalWorkspace:
-    """The tools' view of one sandbox directory. `home` is the commands' HOME and TMPDIR parent; by
-    default a sibling directory `<root>.home`, outside the repository so it is never committed."""
-
-    def __init__(
-        self,
-        root: Path | str,
-        *,
-        home: Path | str | None = None,
-        path_dirs: list[str] | None = None,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.root = Path(os.path.realpath(root))
-        self.home = Path(home) if home is not None else self.root.parent / f"{self.root.name}.home"
-        self.path_dirs = path_dirs if path_dirs is not None else default_path_dirs()
-        for name in extra_env or {}:
-            if SECRET_NAME_PATTERN.search(name):
-                raise ValueError(f"{name} looks like a secret and may not enter a sandbox")
-        self.extra_env = dict(extra_env or {})
-        self.label = f"local:{self.root.name}"
-
-    # Commands run as child processes of the worker (in a PID namespace where possible), not
-    # behind a real boundary; the bubblewrap provider is confined.
-    confined = False
-
-    def __repr__(self) -> str:
-        return f"LocalWorkspace({str(self.root)!r})"
-
-    # --- paths --------------------------------------------------------------------------
-
-    def resolve(self, path: str, *, write: bool = False) -> Path:
-        """The real path `path` names, which must lie inside the workspace (and, for a write,
-        outside .git); otherwise PathRefused."""
-        if not isinstance(path, str):
-            raise WorkspaceError("path must be a string")
-        if "\x00" in path:
-            raise PathRefused("the path contains a NUL byte")
-        candidate = Path(path.strip() or ".")
-        target = candidate if candidate.is_absolute() else self.root / candidate
-        resolved = Path(os.path.realpath(target))
-        if resolved != self.root and self.root not in resolved.parents:
-            raise PathRefused(f"{path!r} is outside the workspace; use paths relative to the repository root")
-        if write and ".git" in resolved.relative_to(self.root).parts:
-            raise PathRefused(f"{path!r} is inside .git; writing there is not allowed")
-        return resolved
-
-    def relative(self, resolved: Path) -> str:
-        rel = resolved.relative_to(self.root).as_posix()
-        return rel or "."
-
-    def display_path(self, path: str) -> str:
-        return self.relative(self.resolve(path))
-
-    # --- file tools ---------------------------------------------------------------------
-
-    def list_files(self, path: str = ".") -> str:
-        base = self.resolve(path)
-        if not base.exists():
-            raise WorkspaceError(f"no such directory: {path}")
-        if not base.is_dir():
-            return self.relative(base)
-        entries: list[str] = []
-        more = 0
-        for current, dirnames, filenames in os.walk(base):
-            current_path = Path(current)
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-            names = [(d, True) for d in dirnames] + [(f, False) for f in sorted(filenames)]
-            for name, is_dir in sorted(names):
-                full = current_path / name
-                if len(entries) >= MAX_LIST_ENTRIES:
-                    more += 1
-                    continue
-                rel = full.relative_to(self.root).as_posix()
-                if full.is_symlink():
-                    entries.append(f"{rel}@")
-                elif is_dir:
-                    entries.append(f"{rel}/")
-                else:
-                    entries.append(rel)
-            dirnames[:] = [d for d in dirnames if d not in UNLISTED_DIRS and not (current_path / d).is_symlink()]
-            if more > 10 * MAX_LIST_ENTRIES:
-                break
-        if not entries:
-            return f"{self.relative(base)}/ is empty"
-        if more:
-            entries.append(f"… {more}+ more entries not shown; list a subdirectory")
-        return "\n".join(entries)
-
-    def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
-        target = self.resolve(path)
-        if not target.exists():
-            raise WorkspaceError(f"no such file: {path}")
-        if target.is_dir():
-            raise WorkspaceError(f"{path} is a directory; use list_files")
-        if _is_binary(target):
-            raise WorkspaceError(f"{path} is a binary file")
-        start = 1 if start_line is None else int(start_line)
-        if start < 1:
-            raise WorkspaceError("start_line must be 1 or more")
-        if end_line is not None and int(end_line) < start:
-            raise WorkspaceError("end_line must not be before start_line")
-        last_wanted = start + MAX_READ_LINES - 1 if end_line is None else min(int(end_line), start + MAX_READ_LINES - 1)
-        shown: list[str] = []
-        chars = 0
-        total = 0
-        last_shown = start - 1
-        with target.open("r", encoding="utf-8", errors="replace", newline=None) as handle:
-            for number, line in enumerate(handle, start=1):
-                total = number
-                if number < start or number > last_wanted or chars >= MAX_READ_CHARS:
-                    continue
-                line = line.rstrip("\n")
-                if len(line) > MAX_LINE_CHARS:
-                    line = line[:MAX_LINE_CHARS] + " … [line truncated]"
-                shown.append(f"{number:>6}\t{line}")
-                chars += len(line) + 8
-                last_shown = number
-        if total == 0:
-            return f"{self.relative(target)} is empty"
-        if start > total:
-            raise WorkspaceError(f"{path} has {total} lines; start_line {start} is past the end")
-        text = "\n".join(shown)
-        if last_shown < total and (end_line is None or last_shown < int(end_line)):
-            text += (
-                f"\n… [{self.relative(target)} has {total} lines; showing {start}-{last_shown}; "
-                f"read more with start_line={last_shown + 1}]"
-            )
-        return text
-
-    def write_file(self, path: str, content: str) -> str:
-        if not isinstance(content, str):
-            raise WorkspaceError("content must be a string")
         data = content.encode("utf-8")
-        if len(data) > MAX_WRITE_BYTES:
-            raise WorkspaceError(f"content is {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
-        target = self.resolve(path, write=True)
-        if target.is_dir():
-            raise WorkspaceError(f"{path} is a directory")
-        existed = target.exists()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
-        verb = "overwrote" if existed else "created"
-        return f"{verb} {self.relative(target)} ({len(data)} bytes, {lines} lines)"
+    except UnicodeEncodeError as exc:
+        raise WorkspaceError(f"content is not valid Unicode text: {exc.reason} at position {exc.start}") from exc
+    if len(data) > MAX_WRITE_BYTES:
+        raise WorkspaceError(f"content is {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
+    return data
 
-    def edit_file(self, path: str, old: str, new: str) -> str:
-        if not isinstance(old, str) or not isinstance(new, str):
-            raise WorkspaceError("old and new must be strings")
-        if old == "":
-            raise WorkspaceError("old must not be empty; use write_file to create a file")
-        if old == new:
-            raise WorkspaceError("old and new are the same; nothing to change")
-        target = self.resolve(path, write=True)
-        if not target.is_file():
-            raise WorkspaceError(f"no such file: {path}")
-        try:
-            text = target.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise WorkspaceError(f"{path} is not a UTF-8 text file") from exc
-        count = text.count(old)
-        if count == 0:
-            raise WorkspaceError(
-                f"old text not found in {path} (0 occurrences); read the file and copy the exact text, "
-                "including whitespace and indentation"
-            )
-        if count > 1:
-            raise WorkspaceError(
-                f"old text found {count} times in {path}; it must occur exactly once: include more "
-                "surrounding lines to make it unique"
-            )
-        target.write_bytes(text.replace(old, new, 1).encode("utf-8"))
-        removed, added = old.count("\n") + 1, new.count("\n") + 1
-        return f"edited {self.relative(target)}: replaced 1 occurrence ({removed} lines → {added} lines)"
 
-    def search(self, pattern: str, path: str = ".") -> str:
-        if not isinstance(pattern, str) or not pattern:
-            raise WorkspaceError("pattern must be a non-empty string")
-        if len(pattern) > MAX_PATTERN_CHARS:
-            raise WorkspaceError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise WorkspaceError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        base = self.resolve(path)
-        if not base.exists():
-            raise WorkspaceError(f"no such file or directory: {path}")
-        matches: list[str] = []
-        more = False
-        for file in self._search_files(base):
-            try:
-                with file.open("r", encoding="utf-8", errors="replace") as handle:
-                    for number, line in enumerate(handle, start=1):
-                        if regex.search(line):
-                            if len(matches) >= MAX_SEARCH_MATCHES:
-                                more = True
-                                break
-                            text = line.rstrip("\n")
-                            if len(text) > MAX_SEARCH_LINE_CHARS:
-                                text = text[:MAX_SEARCH_LINE_CHARS] + " …"
-                            matches.append(f"{self.relative(file)}:{number}: {text}")
-            except OSError:
-                continue
-            if more:
-                break
-        if not matches:
-            return f"no matches for {pattern!r} in {self.relative(base)}"
-        if more:
-            matches.append(f"… more than {MAX_SEARCH_MATCHES} matches; narrow the pattern or the path")
-        return "\n".join(matches)
+def write_text(*, shown_path: str, content: str, size: int, existed: bool) -> str:
+    lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
+    verb = "overwrote" if existed else "created"
+    return f"{verb} {shown_path} ({size} bytes, {lines} lines)"
 
-    def _search_files(self, base: Path):
-        if base.is_file():
-            candidates = [base]
-        else:
-            candidates = []
-            for current, dirnames, filenames in os.walk(base):
-                dirnames[:] = sorted(
-                    d
-                    for d in dirnames
-                    if d not in SKIPPED_DIRS and d not in UNLISTED_DIRS and not (Path(current) / d).is_symlink()
-                )
-                candidates.extend(Path(current) / name for name in sorted(filenames))
-        for file in candidates:
-            if file.is_symlink():
-                try:
-                    self.resolve(str(file))
-                except PathRefused:
-                    continue
-            try:
-                if not file.is_file() or file.stat().st_size > MAX_SEARCH_FILE_BYTES:
-                    continue
-            except OSError:
-                continue
-            if _is_binary(file):
-                continue
-            yield file
 
-    # --- commands -----------------------------------------------------------------------
+def check_edit(old: object, new: object) -> None:
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise WorkspaceError("old and new must be strings")
+    if old == "":
+        raise WorkspaceError("old must not be empty; use write_file to create a file")
+    if old == new:
+        raise WorkspaceError("old and new are the same; nothing to change")
 
-    def command_env(self) -> dict[str, str]:
-        """The whole environment of a command, built from scratch: never from os.environ."""
-        env = {
-            "PATH": ":".join(self.path_dirs),
-            "HOME": str(self.home),
-            "TMPDIR": str(self.home / "tmp"),
-            "USER": "omoi",
-            "LANG": "C.UTF-8",
-            "TERM": "dumb",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "NO_COLOR": "1",
-            "CI": "1",
-            "PAGER": "cat",
-            "GIT_PAGER": "cat",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "Omoi agent",
-            "GIT_AUTHOR_EMAIL": "agent@omoi.localhost",
-            "GIT_COMMITTER_NAME": "Omoi agent",
-            "GIT_COMMITTER_EMAIL": "agent@omoi.localhost",
-            "OMOI_WORKSPACE": str(self.root),
-        }
-        env.update(self.extra_env)
-        return env
 
-    def run_command(self, command: str, timeout_s: float | None = None, *, network: bool = False) -> CommandResult:
-        """Run `bash -c command` in the workspace. The timeout (default OMOI_COMMAND_TIMEOUT_S,
-        at most MAX_COMMAND_TIMEOUT_S) kills the command's whole process group; so does the
-        command's end, so nothing it started in the background outlives it."""
-        if not isinstance(command, str) or not command.strip():
-            raise WorkspaceError("command must be a non-empty string")
-        default = float(settings.OMOI_COMMAND_TIMEOUT_S)
-        timeout = float(timeout_s) if timeout_s else default
-        timeout = max(1.0, min(timeout, float(MAX_COMMAND_TIMEOUT_S)))
-        (self.home / "tmp").mkdir(parents=True, exist_ok=True)
-        protect_host_process()
-        cpu_seconds = int(timeout) + CPU_SECONDS_BEYOND_TIMEOUT
-        started = time.monotonic()
-        # In a PID namespace a small shell is its first process (init), so that bash keeps normal
-        # signal behaviour and the command's exit code comes back through it.
-        prefix = isolation_prefix()
-        argv = [*prefix, "/bin/sh", "-c", 'bash -c "$1"; exit $?', "sh", command] if prefix else ["bash", "-c", command]
-        process = subprocess.Popen(
-            argv,
-            cwd=str(self.root),
-            env=self.command_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=lambda: _limit_resources(cpu_seconds),
+def apply_edit(text: str, old: str, new: str, *, asked_path: str, shown_path: str) -> tuple[str, str]:
+    """The file's new text after replacing the one occurrence of `old`, and edit_file's answer."""
+    count = text.count(old)
+    if count == 0:
+        raise WorkspaceError(
+            f"old text not found in {asked_path} (0 occurrences); read the file and copy the exact text, "
+            "including whitespace and indentation"
         )
-        stdout = _TailReader(process.stdout, MAX_OUTPUT_CHARS)
-        stderr = _TailReader(process.stderr, MAX_OUTPUT_CHARS // 2)
-        stdout.start()
-        stderr.start()
-        if not self._running_git:
-            fault_point("sandbox.command")
-        timed_out = False
-        try:
-            exit_code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(process.pid)
-            exit_code = process.wait()
-        duration = time.monotonic() - started
-        _kill_group(process.pid)
-        stdout.join(5)
-        stderr.join(5)
-        for stream in (process.stdout, process.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()
-        return CommandResult(
-            exit_code=exit_code,
-            stdout=stdout.text(),
-            stderr=stderr.text(),
-            timed_out=timed_out,
-            duration_s=round(duration, 3),
+    if count > 1:
+        raise WorkspaceError(
+            f"old text found {count} times in {asked_path}; it must occur exactly once: include more "
+            "surrounding lines to make it unique"
         )
+    removed, added = old.count("\n") + 1, new.count("\n") + 1
+    message = f"edited {shown_path}: replaced 1 occurrence ({removed} lines → {added} lines)"
+    return text.replace(old, new, 1), message
 
-    # --- host needs: git inside the boundary, bytes in and out -----------------------------
 
-    _running_git = False
+def compile_pattern(pattern: object) -> re.Pattern[str]:
+    if not isinstance(pattern, str) or not pattern:
+        raise WorkspaceError("pattern must be a non-empty string")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise WorkspaceError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise WorkspaceError(f"invalid regular expression {pattern!r}: {exc}") from exc
 
-    def git(self, *args: str, timeout_s: float = 120.0) -> CommandResult:
-        quoted = " ".join(shlex.quote(arg) for arg in ("git", *WORKSPACE_GIT_OPTIONS, *args))
-        self._running_git = True
-        try:
-            return self.run_command(quoted, timeout_s=timeout_s)
-        finally:
-            self._running_git = False
 
-    def read_bytes(self, path: str, *, limit: int) -> bytes:
-        target = self.resolve(path)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            descriptor = os.open(target, flags)
-        except OSError as exc:
-            raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
-        with os.fdopen(descriptor, "rb") as handle:
-            if not os.path.isfile(f"/proc/self/fd/{descriptor}") and not Path(target).is_file():
-                raise WorkspaceError(f"{path} is not a regular file")
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise WorkspaceError(f"{path} is larger than {limit} bytes")
-        return data
+def search_lines(regex: re.Pattern[str], *, shown_path: str, lines: Iterable[str], matches: list[str]) -> bool:
+    """Append `path:line: text` for each matching line to `matches`; False once the bound is hit."""
+    for number, line in enumerate(lines, start=1):
+        if regex.search(line):
+            if len(matches) >= MAX_SEARCH_MATCHES:
+                return False
+            text = line.rstrip("\n")
+            if len(text) > MAX_SEARCH_LINE_CHARS:
+                text = text[:MAX_SEARCH_LINE_CHARS] + " …"
+            matches.append(f"{shown_path}:{number}: {text}")
+    return True
 
-    def write_bytes(self, path: str, data: bytes) -> None:
-        target = self.resolve(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink():
-            target.unlink()
-        target.write_bytes(data)
 
-    # --- host-side git ------------------------------------------------------------------
-
-    def head_sha(self) -> str:
-        return git_run("rev-parse", "HEAD", cwd=self.root).strip()
-
-    def commit_all(self, message: str) -> str | None:
-        """Commit everything (git add -A) as Omoi; None when nothing changed."""
-        git_run("add", "-A", cwd=self.root)
-        try:
-            git_run("diff", "--cached", "--quiet", cwd=self.root)
-            return None
-        except GitError as exc:
-            if exc.returncode != 1:
-                raise
-        git_run("commit", "--quiet", "--no-verify", "-m", message, cwd=self.root)
-        return self.head_sha()
-
-    def _snapshot_tree(self) -> str:
-        """The tree of the working directory as `git add -A` would see it, written through a
-        throwaway index so the workspace's own index is left alone."""
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            if rev_parse(self.root, "HEAD"):
-                git_run("read-tree", "HEAD", cwd=self.root, env=env)
-            git_run("add", "-A", cwd=self.root, env=env)
-            return git_run("write-tree", cwd=self.root, env=env).strip()
-
-    def _base_of(self, base_ref: str) -> str:
-        base = rev_parse(self.root, base_ref) or rev_parse(self.root, f"origin/{base_ref}")
-        if base is None:
-            raise GitError(f"unknown revision {base_ref!r}")
-        try:
-            return git_run("merge-base", base, "HEAD", cwd=self.root).strip() or base
-        except GitError:
-            return base
-
-    def changed_files(self, base_ref: str) -> list[str]:
-        """Files changed since the work forked from `base_ref`: committed, staged, unstaged and
-        untracked (ignored files excluded)."""
-        output = git_run(
-            "diff", "--name-only", "--no-renames", self._base_of(base_ref), self._snapshot_tree(), cwd=self.root
-        )
-        return [line for line in output.splitlines() if line]
-
-    def diff_stat(self, base_ref: str) -> str:
-        return git_run("diff", "--stat=120", self._base_of(base_ref), self._snapshot_tree(), cwd=self.root).rstrip()
-
-    def remove(self) -> None:
-        """Delete the workspace and its home directory (used by providers on release)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.home, ignore_errors=True)
+def search_text(matches: list[str], *, complete: bool, pattern: str, base: str) -> str:
+    if not matches:
+        return f"no matches for {pattern!r} in {base}"
+    if not complete:
+        matches = [*matches, f"… more than {MAX_SEARCH_MATCHES} matches; narrow the pattern or the path"]
+    return "\n".join(matches)

@@ -61,7 +61,16 @@ class DependencyInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "owner", "repository", "default_branch", "github_repo", "created_at"]
+    list_display = [
+        "id",
+        "name",
+        "owner",
+        "repository",
+        "default_branch",
+        "github_repo",
+        "network_allowed",
+        "created_at",
+    ]
     list_select_related = ["owner"]
     search_fields = ["name", "repository", "github_repo", "owner__username"]
     filter_horizontal = ["members"]

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from omoi.db import choices_check
+from tickets.validators import validate_shell_command
 
 
 class Phase(models.TextChoices):
@@ -71,7 +72,19 @@ class Project(models.Model):
     repository = models.CharField(max_length=1000, help_text="A local git path or a clone URL.")
     default_branch = models.CharField(max_length=255, default="main")
     github_repo = models.CharField(max_length=200, blank=True, help_text='"owner/name" on GitHub, optional.')
-    test_command = models.CharField(max_length=1000, blank=True)
+    test_command = models.CharField(max_length=1000, blank=True, validators=[validate_shell_command])
+    setup_command = models.CharField(
+        max_length=1000,
+        blank=True,
+        validators=[validate_shell_command],
+        help_text="Run once per sandbox, with network access, before the agent's first turn "
+        "(for example `pip install -e '.[test]'` or `npm ci`).",
+    )
+    network_allowed = models.BooleanField(
+        default=False,
+        help_text="Let every command of this project's sandboxes use the network (by default only the "
+        "setup command may).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -36,6 +36,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "default_branch",
             "github_repo",
             "test_command",
+            "setup_command",
+            "network_allowed",
             "created_at",
             "updated_at",
         ]
@@ -47,6 +49,12 @@ class ProjectSerializer(serializers.ModelSerializer):
         if not value:
             raise serializers.ValidationError("a project needs a name")
         return value
+
+    def validate_test_command(self, value: str) -> str:
+        return value.strip()
+
+    def validate_setup_command(self, value: str) -> str:
+        return value.strip()
 
     def validate_github_repo(self, value: str) -> str:
         value = value.strip()

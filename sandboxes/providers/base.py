@@ -29,6 +29,8 @@ class SetupOutcome:
 
     result: CommandResult
     reused: bool = False
+    # This sandbox had already run its setup (a repeated call): nothing ran, nothing new to record.
+    repeated: bool = False
 
 
 class SandboxProvider(Protocol):
@@ -40,10 +42,18 @@ class SandboxProvider(Protocol):
     # True when commands run behind a real boundary (bubblewrap, a remote machine).
     confined: bool
 
-    def acquire(self, *, sandbox: Sandbox, source: str, ref: str, branch: str | None) -> Workspace:
+    def describe(self) -> str:
+        """One line for the CLI: what isolates commands, or that nothing does and why."""
+        ...
+
+    def acquire(
+        self, *, sandbox: Sandbox, source: str, ref: str, branch: str | None, network_allowed: bool = False
+    ) -> Workspace:
         """Make the sandbox's workspace holding commit `ref` of the git repository `source` (a path on
         this worker), checked out on a new `branch` (detached when None). Idempotent: a workspace
-        that exists (or, remotely, a sandbox labelled with this row's id) is found, not made twice."""
+        that exists (or, remotely, a sandbox labelled with this row's id) is found, not made twice.
+        `network_allowed` (the project's setting) lets every command of this sandbox use the
+        network; otherwise only a command run with network=True (the setup step) may."""
         ...
 
     def attach(self, *, sandbox: Sandbox) -> Workspace:
@@ -87,3 +97,15 @@ def get_sandbox_provider(name: str | None = None) -> SandboxProvider:
             "the Daytona sandbox provider is not available in this version; use OMOI_SANDBOX_PROVIDER=local"
         )
     raise SandboxUnavailable(f"unknown OMOI_SANDBOX_PROVIDER {name!r}: use 'local' or 'daytona'")
+
+
+def sandbox_boundary_line(name: str | None = None) -> str:
+    """What the CLI says about where commands run: "local: commands confined by bubblewrap 0.8.0
+    (...)" or "local: commands are NOT isolated: bubblewrap is not installed ..."."""
+    name = name or settings.OMOI_SANDBOX_PROVIDER
+    try:
+        provider = get_sandbox_provider(name)
+    except SandboxUnavailable as exc:
+        return f"{name}: unavailable: {exc}"
+    describe = getattr(provider, "describe", None)
+    return f"{name}: {describe()}" if describe else name

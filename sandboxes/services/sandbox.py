@@ -18,6 +18,7 @@ from django.utils import timezone
 from omoi.nodes import current_node, nodes_alive
 from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRun, AgentRunStatus, Sandbox, SandboxStatus
 from sandboxes.providers import SandboxGone, get_sandbox_provider
+from sandboxes.providers.confinement import unconfined_allowed
 from sandboxes.services.events import event_record, truncate_text
 from sandboxes.workspace import Workspace
 
@@ -80,12 +81,15 @@ def sandbox_acquire(
     source: str | Callable[[], tuple[str, str]],
     ref: str = "",
     branch: str | None,
+    network_allowed: bool = False,
 ) -> tuple[Sandbox, Workspace]:
     """The live sandbox of the ticket (or of the spec's planning when ticket_id is None), reopened
     when it is on this node, made from commit `ref` of the repository `source` otherwise (on
     `branch`, or detached). `source` may be a function answering (source, ref), called only when a
     sandbox must be made. A sandbox on another node that is alive raises SandboxElsewhere; one on a
-    dead node, or gone, is marked lost and replaced. Records `sandbox.acquired`."""
+    dead node, or gone, is marked lost and replaced. Records `sandbox.acquired`, and
+    `sandbox.unconfined` when its commands run without a real boundary (a local worker without
+    bubblewrap). `network_allowed` is the project's setting (every command may use the network)."""
     node = current_node()
     sandbox = _live(ticket_id=ticket_id, spec_id=spec_id)
     if sandbox is not None and sandbox.status == SandboxStatus.READY:
@@ -123,11 +127,23 @@ def sandbox_acquire(
             if sandbox is None:
                 raise
             return sandbox_acquire(
-                spec_id=spec_id, ticket_id=ticket_id, task_id=task_id, source=source, ref=ref, branch=branch
+                spec_id=spec_id,
+                ticket_id=ticket_id,
+                task_id=task_id,
+                source=source,
+                ref=ref,
+                branch=branch,
+                network_allowed=network_allowed,
             )
     provider = get_sandbox_provider(sandbox.provider)
     try:
-        workspace = provider.acquire(sandbox=sandbox, source=source, ref=sandbox.base_branch or ref, branch=branch)
+        workspace = provider.acquire(
+            sandbox=sandbox,
+            source=source,
+            ref=sandbox.base_branch or ref,
+            branch=branch,
+            network_allowed=network_allowed,
+        )
     except Exception as exc:
         # Whatever went wrong, this row must not stay "creating": the caller decides what the
         # failure means (and re-raises transient ones for a retry).
@@ -165,6 +181,20 @@ def sandbox_acquire(
             task_id=sandbox.task_id,
             sandbox_id=sandbox.pk,
         )
+        if not workspace.confined:
+            event_record(
+                type="sandbox.unconfined",
+                payload={
+                    "sandbox": sandbox.pk,
+                    "provider": sandbox.provider,
+                    "reason": provider.describe(),
+                    "commands_allowed": unconfined_allowed(),
+                },
+                spec_id=sandbox.spec_id,
+                ticket_id=sandbox.ticket_id,
+                task_id=sandbox.task_id,
+                sandbox_id=sandbox.pk,
+            )
     sandbox.workspace_path = str(getattr(workspace, "root", ""))
     return sandbox, workspace
 

@@ -24,6 +24,9 @@ from rest_framework.authtoken.models import Token
 from omoi.models import LLMUsage
 from sandboxes import git
 from sandboxes.models import SandboxEvent
+from sandboxes.providers import sandbox_boundary_line
+from sandboxes.providers.confinement import confinement_probe, unconfined_allowed
+from sandboxes.providers.local import LocalWorkspace
 from specs.models import Spec, SpecStatus
 from tickets.models import Phase, Project, Ticket
 
@@ -106,6 +109,11 @@ def _describe(event: SandboxEvent) -> str | None:
         return "  ✓ planning complete"
     if kind == "spec.executing":
         return f"  ▶ executing: {payload.get('tickets')} tickets on branch {payload.get('branch')}"
+    if kind == "sandbox.unconfined":
+        return f"    ! sandbox {payload.get('sandbox')}: {payload.get('reason')}"
+    if kind == "sandbox.setup":
+        state = "reused" if payload.get("reused") else ("done" if payload.get("ok") else "FAILED")
+        return f"    · setup `{payload.get('command')}` {state} ({payload.get('duration_s')} s)"
     if kind == "agent.tool_call":
         arguments = payload.get("input") or {}
         target = arguments.get("path") or arguments.get("command") or arguments.get("pattern") or ""
@@ -163,12 +171,13 @@ def _verify_branch(command, repository: str, branch: str, test_command: str, def
         git.clone(repository, checkout, branch=branch)
         log = git.git_run("log", "--format=  %h %s", f"origin/{default_branch}..HEAD", cwd=checkout)
         _say(command, f"\nCommits on {branch}:\n{log.rstrip()}")
-        result = subprocess.run(test_command, shell=True, cwd=checkout, capture_output=True, text=True, timeout=300)
+        # The repository's tests are the repository's code: they run behind the sandbox boundary too.
+        result = LocalWorkspace(checkout).run_command(test_command, timeout_s=300)
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        _say(command, f"\nThe branch's tests on a fresh checkout (`{test_command}`): exit {result.returncode}")
+        _say(command, f"\nThe branch's tests on a fresh checkout (`{test_command}`): exit {result.exit_code}")
         for line in tail:
             _say(command, f"  {line}")
-        return result.returncode == 0
+        return result.ok
 
 
 def handle(command, options) -> None:
@@ -219,7 +228,13 @@ def handle(command, options) -> None:
     _say(command, f"  database   {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
     _say(command, f"  broker     {settings.CELERY_BROKER_URL.split('://')[0]}")
     _say(command, f"  model      {model}")
-    _say(command, f"  sandbox    {settings.OMOI_SANDBOX_PROVIDER}")
+    _say(command, f"  sandbox    {sandbox_boundary_line()}")
+    if settings.OMOI_SANDBOX_PROVIDER == "local" and not confinement_probe().confined:
+        if not unconfined_allowed():
+            env["OMOI_ALLOW_UNCONFINED"] = "1"
+            settings.OMOI_ALLOW_UNCONFINED = True
+        _say(command, "  !          agent commands run on this machine WITHOUT isolation; the demo's worker allows it "
+                      "for its sample. Install bubblewrap (Debian package `bubblewrap`) to confine them.")  # fmt: skip
     _say(command, f"  repository {repository}")
     _say(command, f"  API token  {token.key}  (user 'demo'; try: curl -H 'Authorization: Token {token.key}' "
                   "http://127.0.0.1:8000/api/v1/specs)")  # fmt: skip

@@ -12,6 +12,7 @@ from django.db.models import Count, Sum
 
 from omoi.models import LLMUsage
 from sandboxes.models import SandboxEvent
+from sandboxes.providers import sandbox_boundary_line
 from specs.models import Spec, SpecStatus
 from specs.services.planning import spec_launch
 from specs.services.sync import spec_counts
@@ -74,6 +75,9 @@ def describe(event: SandboxEvent) -> str | None:
         arguments = payload.get("input") or {}
         target = arguments.get("path") or arguments.get("pattern") or ""
         return f"    · {payload.get('name')} {target}".rstrip()
+    if event.type == "sandbox.unconfined":
+        allowed = "run anyway (OMOI_ALLOW_UNCONFINED)" if payload.get("commands_allowed") else "refused"
+        return f"! sandbox {payload.get('sandbox')}: {payload.get('reason')}; commands are {allowed}"
     if event.type == "spec.planning_complete":
         return "✓ planning complete"
     if event.type == "spec.approved" and payload.get("implicit"):
@@ -136,6 +140,7 @@ def handle(command, options) -> None:
     )
     approval = "executes when planning completes" if options["no_approval"] else "waits for approval when planned"
     command.stdout.write(f"Spec #{spec.pk} launched on {project.name} as {user.get_username()}; it {approval}.")
+    command.stdout.write(f"Sandboxes: {sandbox_boundary_line()}")
     if not options["wait"]:
         command.stdout.write(f"A worker plans it; follow with GET /api/v1/specs/{spec.pk}/events?after=0")
         return

@@ -301,7 +301,9 @@ def planning_workspace(*, spec: Spec):
         mirror, sha = planning_start_point(spec=spec)
         return str(mirror), sha
 
-    return sandbox_acquire(spec_id=spec.pk, ticket_id=None, source=start, branch=None)
+    return sandbox_acquire(
+        spec_id=spec.pk, ticket_id=None, source=start, branch=None, network_allowed=spec.project.network_allowed
+    )
 
 
 def _release_planning_sandbox_on_commit(spec_id: int) -> None:

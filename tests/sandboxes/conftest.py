@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.workspace import LocalWorkspace
+from sandboxes.providers.local import LocalWorkspace
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -40,7 +40,8 @@ def test_local_acquire_clones_on_a_new_branch_and_is_idempotent(git_repo, sandbo
     assert git("symbolic-ref", "--short", "HEAD", cwd=workspace.root).strip() == "omoi/task-1"
     assert workspace.head_sha() == git("rev-parse", "main", cwd=git_repo).strip()
     assert workspace.home == sandbox_root / f"{sandbox.pk}.home"
-    assert workspace.run_command("echo $HOME").stdout.strip() == str(workspace.home)
+    assert workspace.run_command("echo home > $HOME/note").exit_code == 0
+    assert (workspace.home / "note").read_text() == "home\n"
     assert not (sandbox_root / f"{sandbox.pk}.partial").exists()
 
 
@@ -122,6 +123,7 @@ def test_sandbox_acquire_is_idempotent_per_task_and_records_events(git_repo, san
         "provider": "local",
         "branch": "omoi/task-9",
         "base_ref": "main",
+        "confined": workspace.confined,
     }
 
 
@@ -205,3 +207,17 @@ def test_a_ready_sandbox_whose_workspace_vanished_is_recreated(git_repo, sandbox
     assert same.pk == sandbox.pk
     assert (again.root / ".git").is_dir()
     assert git("symbolic-ref", "--short", "HEAD", cwd=again.root).strip() == "b"
+
+
+@pytest.mark.django_db
+def test_release_removes_what_a_command_locked_away(git_repo, sandbox_root):
+    sandbox = Sandbox.objects.create(provider="local")
+    provider = LocalSandboxProvider()
+    workspace = provider.acquire(sandbox=sandbox, source=str(git_repo), ref="main", branch="b")
+    locked = workspace.run_command("mkdir -p build/deep && touch build/deep/f && chmod 000 build/deep build")
+    assert locked.exit_code == 0, locked.as_text()
+
+    provider.release(sandbox=sandbox)
+
+    assert not workspace.root.exists()
+    assert sandbox_root.exists()

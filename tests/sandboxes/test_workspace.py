@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sandboxes.git import git_run
+from sandboxes.providers.local import LocalWorkspace
 from sandboxes.tools import environment_probe_reason, tool_execute
-from sandboxes.workspace import MAX_OUTPUT_CHARS, LocalWorkspace, PathRefused, WorkspaceError
+from sandboxes.workspace import MAX_OUTPUT_CHARS, PathRefused, WorkspaceError
 
 SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-test-secret",
@@ -197,7 +198,7 @@ def test_commands_see_none_of_the_servers_environment(workspace, monkeypatch):
     for value in SECRETS.values():
         assert value not in result.stdout
     assert json.loads(names.stdout) == sorted([*workspace.command_env(), "PWD", "SHLVL", "_"])
-    assert workspace.command_env()["HOME"] == str(workspace.home)
+    assert workspace.command_env()["HOME"] == workspace.seen_paths()[1]
     assert not set(workspace.command_env()) & set(SECRETS)
 
 

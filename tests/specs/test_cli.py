@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from sandboxes.providers.confinement import confinement_probe, confinement_probe_reset
 from specs.models import Spec
 from tests.factories import ProjectFactory, UserFactory
 from tests.specs.conftest import scheduled
@@ -25,6 +26,7 @@ def test_launch_without_wait_starts_planning_and_says_how_to_follow(
     assert (spec.title, spec.require_approval, spec.user, spec.status) == ("Tags", False, user, "planning")
     assert output.splitlines() == [
         f"Spec #{spec.pk} launched on notes as alice; it executes when planning completes.",
+        f"Sandboxes: local: {confinement_probe().describe()}",
         f"A worker plans it; follow with GET /api/v1/specs/{spec.pk}/events?after=0",
     ]
     assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "explore"))]
@@ -56,3 +58,14 @@ def test_launch_refuses_what_it_cannot_find(db, user, other_user, notes_project,
 
     assert str(error.value) == message
     assert not Spec.objects.exists()
+
+
+def test_launch_says_when_sandbox_commands_are_not_isolated(db, user, notes_project, settings):
+    settings.OMOI_SANDBOX_CONFINEMENT = "none"
+    confinement_probe_reset()
+    try:
+        output = launch("Add tags", "--project", "notes")
+    finally:
+        confinement_probe_reset()
+
+    assert output.splitlines()[1] == ("Sandboxes: local: commands are NOT isolated: OMOI_SANDBOX_CONFINEMENT is 'none'")

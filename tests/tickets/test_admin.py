@@ -103,3 +103,33 @@ def test_pages_render_with_workflow_fields_read_only(admin_client_, project):
     assert "design_doc" in page  # the artifacts inline
     task_page = admin_client_.get(f"/admin/tickets/task/{task.pk}/change/").content.decode()
     assert 'name="status"' not in task_page
+
+
+def test_the_project_form_takes_setup_command_and_network_allowed_with_the_test_commands_validation(
+    admin_client_, project
+):
+    form = {
+        "name": project.name,
+        "owner": project.owner_id,
+        "repository": project.repository,
+        "default_branch": "main",
+        "github_repo": "",
+        "test_command": "pytest -q",
+        "setup_command": "npm ci\x1b[2J",
+        "network_allowed": "on",
+    }
+
+    refused = admin_client_.post(f"/admin/tickets/project/{project.pk}/change/", form)
+
+    assert refused.status_code == 200
+    assert "a command must not contain control characters" in refused.content.decode()
+    project.refresh_from_db()
+    assert (project.setup_command, project.network_allowed) == ("", False)
+
+    accepted = admin_client_.post(
+        f"/admin/tickets/project/{project.pk}/change/", {**form, "setup_command": "pip install -e '.[test]'"}
+    )
+
+    assert accepted.status_code == 302
+    project.refresh_from_db()
+    assert (project.setup_command, project.network_allowed) == ("pip install -e '.[test]'", True)

@@ -24,6 +24,8 @@ def test_create_a_project(api, user):
             "repository": "https://github.com/octo/widgets.git",
             "github_repo": "octo/widgets",
             "test_command": "pytest -q",
+            "setup_command": "  pip install -e '.[test]'  ",
+            "network_allowed": True,
         },
         format="json",
     )
@@ -38,11 +40,21 @@ def test_create_a_project(api, user):
         "default_branch": "main",
         "github_repo": "octo/widgets",
         "test_command": "pytest -q",
+        "setup_command": "pip install -e '.[test]'",
+        "network_allowed": True,
         "created_at": response.json()["created_at"],
         "updated_at": response.json()["updated_at"],
     }
     assert project.owner == user
+    assert (project.setup_command, project.network_allowed) == ("pip install -e '.[test]'", True)
     assert api.get(f"/api/v1/projects/{project.pk}").json()["name"] == "widgets"
+
+
+def test_a_project_without_the_sandbox_fields_gets_no_setup_and_no_network(api):
+    response = api.post("/api/v1/projects", {"name": "plain", "repository": "/srv/repo"}, format="json")
+
+    assert response.status_code == 201
+    assert (response.json()["setup_command"], response.json()["network_allowed"]) == ("", False)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +71,23 @@ def test_create_a_project(api, user):
         ),
         ({"name": "   ", "repository": "/r"}, "name: This field may not be blank."),
         ({"name": "x"}, "repository: This field is required."),
+        (
+            {"name": "x", "repository": "/r", "setup_command": "npm ci\x00"},
+            "setup_command: a command must not contain control characters (found '\\x00' at position 6)",
+        ),
+        (
+            {"name": "x", "repository": "/r", "setup_command": "npm ci\x1b[2J"},
+            "setup_command: a command must not contain control characters (found '\\x1b' at position 6)",
+        ),
+        (
+            {"name": "x", "repository": "/r", "test_command": "pytest\x07"},
+            "test_command: a command must not contain control characters",
+        ),
+        (
+            {"name": "x", "repository": "/r", "setup_command": "x" * 1001},
+            "setup_command: a command is at most 1000 characters (this one has 1001)",
+        ),
+        ({"name": "x", "repository": "/r", "network_allowed": "sometimes"}, "network_allowed: Must be a valid"),
     ],
 )
 def test_a_bad_project_is_a_400_that_writes_nothing(api, project, body, detail):

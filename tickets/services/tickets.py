@@ -18,6 +18,8 @@ def project_create(
     default_branch: str = "main",
     github_repo: str = "",
     test_command: str = "",
+    setup_command: str = "",
+    network_allowed: bool = False,
 ) -> Project:
     if Project.objects.filter(owner=owner, name=name).exists():
         raise ProjectNameTaken(f"you already have a project named {name!r}")
@@ -30,6 +32,8 @@ def project_create(
                 default_branch=default_branch or "main",
                 github_repo=github_repo,
                 test_command=test_command,
+                setup_command=setup_command,
+                network_allowed=network_allowed,
             )
     except IntegrityError as exc:  # a concurrent create of the same name won
         raise ProjectNameTaken(f"you already have a project named {name!r}") from exc

@@ -33,6 +33,7 @@ from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRunStatus, Sandbox
 from sandboxes.services.agent import AgentRunError
 from sandboxes.services.events import events_batch
 from sandboxes.services.sandbox import SandboxElsewhere, sandbox_live, sandbox_release
+from sandboxes.workspace import CommandRefused
 from tickets.models import BlockedReason, Phase, Task, TaskStatus, Ticket
 from tickets.selectors import dependencies_done
 from tickets.workflow import WORKING_PHASES
@@ -177,12 +178,15 @@ def _advance(*, ticket_id: int, held: Held) -> str:
             with events_batch():
                 host_steps.planned_complete(task=task)
             continue
-        if mode == "tests":
-            outcome = host_steps.host_tests(task=task, held=held)
-        elif mode == "merge":
-            outcome = host_steps.host_merge(task=task, held=held)
-        else:
-            outcome = _turn(task=task, held=held, runs=runs)
+        try:
+            if mode == "tests":
+                outcome = host_steps.host_tests(task=task, held=held)
+            elif mode == "merge":
+                outcome = host_steps.host_merge(task=task, held=held)
+            else:
+                outcome = _turn(task=task, held=held, runs=runs)
+        except (runs.EnvironmentProblem, CommandRefused) as exc:
+            outcome = _environment_problem(task=task, held=held, problem=str(exc))
     with transaction.atomic():
         held.finish(more=True)
     return outcome or "continued"
@@ -209,6 +213,20 @@ def _start(task: Task) -> str:
         if mode == "planned":
             planned_complete(task=task)
     return mode
+
+
+def _environment_problem(*, task: Task, held: Held, problem: str) -> str:
+    """The task cannot run here: it fails and the ticket is BLOCKED (environment) with the reason."""
+    from tickets.services.execution.outcomes import task_give_up
+    from tickets.services.execution.runs import active_run, run_end
+
+    with events_batch():
+        held.assert_mine()
+        run = active_run(task)
+        if run is not None:
+            run_end(run=run, status=AgentRunStatus.FAILED, reason=problem[:250])
+        task_give_up(task_id=task.pk, reason=problem, blocked=BlockedReason.ENVIRONMENT)
+    return "environment"
 
 
 def _release_sandbox(ticket_id: int) -> None:

@@ -23,8 +23,9 @@ from sandboxes.services.agent import (
 )
 from sandboxes.services.gitstore import workspace_head
 from sandboxes.services.sandbox import sandbox_acquire
+from sandboxes.services.setup import SetupFailed, sandbox_setup_ensure
 from sandboxes.tools import EXECUTION_TOOLS
-from sandboxes.workspace import Workspace
+from sandboxes.workspace import CommandRefused, Workspace
 from tickets.models import BlockedReason, Task, Ticket
 from tickets.services import repository
 
@@ -95,21 +96,36 @@ def active_run(task: Task) -> AgentRun | None:
     )
 
 
+class EnvironmentProblem(Exception):
+    """The ticket's sandbox cannot be made ready (its setup failed, commands may not run on this
+    worker): the task fails and the ticket is BLOCKED with reason `environment` and this message."""
+
+
 def ticket_workspace(*, ticket: Ticket, task: Task | None = None):
     """The ticket's sandbox, reopened, or made from the ticket branch (on this worker's disk for the
-    local provider). Returns (sandbox, workspace)."""
+    local provider), with the project's setup step done. Returns (sandbox, workspace)."""
 
     def start() -> tuple[str, str]:
         point = repository.ticket_start_point(ticket=ticket)
         return str(point.mirror), point.sha
 
-    return sandbox_acquire(
+    sandbox, workspace = sandbox_acquire(
         spec_id=ticket.spec_id,
         ticket_id=ticket.pk,
         task_id=task.pk if task else None,
         source=start,
         branch=repository.ticket_branch_name(ticket),
+        network_allowed=ticket.project.network_allowed,
     )
+    command = ticket.project.setup_command.strip()
+    if command:
+        try:
+            sandbox_setup_ensure(sandbox_id=sandbox.pk, command=command, cache_key=f"spec-{ticket.spec_id or 0}")
+        except SetupFailed as exc:
+            raise EnvironmentProblem(exc.message) from exc
+        except CommandRefused as exc:
+            raise EnvironmentProblem(str(exc)) from exc
+    return sandbox, workspace
 
 
 def run_begin(*, task: Task) -> tuple[AgentRun, Workspace]:

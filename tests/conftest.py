@@ -1,5 +1,8 @@
+import subprocess
+from pathlib import Path
+
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory, UserFactory
@@ -10,6 +13,16 @@ from tests.worker import WorkerProcess, purge_broker
 def fast_password_hashing(settings):
     """Tests make many users; the production hasher's deliberate slowness buys nothing here."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttles and login counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -24,8 +37,8 @@ def other_user(db):
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, token = AuthToken.objects.create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 
@@ -66,3 +79,31 @@ def start_worker(transactional_db, tmp_path):
     for worker in workers:
         worker.stop()
     purge_broker()
+
+
+def make_git_repository(path: Path, *, branch: str = "main") -> Path:
+    """A git repository at `path` with one commit on `branch`."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "README.md").write_text("# a repository\n")
+    for args in (
+        ["init", "--quiet", f"--initial-branch={branch}"],
+        ["add", "-A"],
+        ["-c", "user.name=Omoi Tests", "-c", "user.email=tests@omoi.invalid", "commit", "--quiet", "-m", "init"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def repository_root(tmp_path, settings) -> Path:
+    """A folder listed in OMOI_LOCAL_REPOSITORY_ROOTS, so projects may name repositories in it."""
+    root = tmp_path / "allowed-repositories"
+    root.mkdir()
+    settings.OMOI_LOCAL_REPOSITORY_ROOTS = [root]
+    return root
+
+
+@pytest.fixture
+def local_repository(repository_root) -> Path:
+    """A reachable repository with branch main that the repository policy accepts."""
+    return make_git_repository(repository_root / "widgets")

@@ -76,6 +76,9 @@ class Project(models.Model):
     default_branch = models.CharField(max_length=255, default="main")
     github_repo = models.CharField(max_length=200, blank=True, help_text='"owner/name" on GitHub, optional.')
     test_command = models.CharField(max_length=1000, blank=True)
+    # The project's own GitHub token, encrypted (omoi.secrets); it replaces GITHUB_TOKEN for this
+    # project and is never shown again once stored.
+    github_token_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

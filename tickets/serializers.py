@@ -18,6 +18,7 @@ from tickets.models import (
     Task,
     Ticket,
 )
+from tickets.repository_policy import RepositoryRefused, branch_name_check, repository_check, repository_reach
 from tickets.selectors import projects_visible_to
 
 GITHUB_REPO_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
@@ -25,6 +26,14 @@ GITHUB_REPO_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9.
 
 class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
+    github_token = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="This project's own GitHub token (instead of the server's); stored encrypted, never shown.",
+    )
+    has_github_token = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -36,11 +45,22 @@ class ProjectSerializer(serializers.ModelSerializer):
             "default_branch",
             "github_repo",
             "test_command",
+            "github_token",
+            "has_github_token",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "owner", "created_at", "updated_at"]
-        extra_kwargs = {"default_branch": {"required": False}}
+        extra_kwargs = {
+            "default_branch": {"required": False},
+            "repository": {
+                "help_text": "An https:// URL on an allowed host, or a path under OMOI_LOCAL_REPOSITORY_ROOTS; "
+                "it must be reachable (git ls-remote) and have the default branch."
+            },
+        }
+
+    def get_has_github_token(self, project: Project) -> bool:
+        return bool(project.github_token_encrypted)
 
     def validate_name(self, value: str) -> str:
         value = value.strip()
@@ -48,9 +68,29 @@ class ProjectSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("a project needs a name")
         return value
 
+    def validate_default_branch(self, value: str) -> str:
+        try:
+            return branch_name_check(value.strip() or "main")
+        except RepositoryRefused as error:
+            raise serializers.ValidationError(str(error)) from error
+
+    def validate_repository(self, value: str) -> str:
+        try:
+            return repository_check(value.strip())
+        except RepositoryRefused as error:
+            raise serializers.ValidationError(str(error)) from error
+
+    def validate(self, attrs: dict) -> dict:
+        # Reached once, after every rule passed, so a refused form never costs a network call.
+        try:
+            repository_reach(attrs["repository"], default_branch=attrs.get("default_branch") or "main")
+        except RepositoryRefused as error:
+            raise serializers.ValidationError({"repository": [str(error)]}) from error
+        return attrs
+
     def validate_github_repo(self, value: str) -> str:
         value = value.strip()
-        if value and not GITHUB_REPO_PATTERN.fullmatch(value):
+        if value and (not GITHUB_REPO_PATTERN.fullmatch(value) or value.split("/")[1] in (".", "..")):
             raise serializers.ValidationError('github_repo must look like "owner/name", for example "octo/widgets"')
         return value
 

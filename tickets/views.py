@@ -308,7 +308,7 @@ class BoardView(APIView):
         raw = request.query_params.get("project")
         if not raw:
             raise ValidationError({"project": ["the board needs ?project=<id>"]})
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise ValidationError({"project": [f"project must be a project id (a number), not {raw!r}"]})
         project = get_object_or_404(selectors.projects_visible_to(request.user), pk=int(raw))
         return Response(BoardSerializer(selectors.board_view(project=project)).data)

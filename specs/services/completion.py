@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from omoi.github import GitHubClient
+from omoi.github import GitHubClient, push_target
 from sandboxes.services.events import event_record
 from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus
 from tickets.models import Phase, PhaseGateArtifact, Task, Ticket
@@ -173,15 +173,15 @@ def spec_pull_request_open(*, spec_id: int) -> Spec:
         if spec.pull_request_url:
             return spec
         project = spec.project
-        token = settings.GITHUB_TOKEN if project.repository.startswith("https://") else None
-        repository.spec_branch_push(spec=spec, token=token)
+        push_url, token = push_target(project)
+        repository.spec_branch_push(spec=spec, url=push_url, token=token)
         event_record(
             type="spec.branch_pushed",
-            payload={"branch": spec.branch_name, "repository": project.repository},
+            payload={"branch": spec.branch_name, "repository": push_url},
             spec_id=spec.pk,
         )
         if project.github_repo:
-            pull = GitHubClient.from_settings().pull_request_open(
+            pull = GitHubClient.for_project(project).pull_request_open(
                 repo=project.github_repo,
                 head=spec.branch_name,
                 base=project.default_branch,

@@ -119,9 +119,9 @@ def ticket_work_merge(*, ticket: Ticket, message: str) -> git.MergeResult:
         return git.merge_into(repo_dir, ticket_branch_name(ticket), base_branch_for(ticket), message)
 
 
-def spec_branch_push(*, spec, token: str | None = None) -> None:
-    """Push the spec branch from the host clone to the project's repository (the host's job:
-    the token never enters a sandbox)."""
+def spec_branch_push(*, spec, url: str, token: str | None = None) -> None:
+    """Push the spec branch from the host clone to `url` (omoi.github.push_target decides where,
+    and which token, if any, goes with it; the token never enters a sandbox)."""
     repo_dir = spec_repo_dir(spec)
     with host_repo_lock(repo_dir):
-        git.push(repo_dir, spec.project.repository, spec.branch_name, token=token)
+        git.push(repo_dir, url, spec.branch_name, token=token)

@@ -4,6 +4,7 @@ from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 
+from omoi.secrets import secret_encrypt
 from sandboxes.services.events import event_record
 from tickets.errors import InvalidDependency, ProjectNameTaken
 from tickets.models import Phase, PhaseHistory, Priority, Project, Ticket, TicketDependency
@@ -18,7 +19,11 @@ def project_create(
     default_branch: str = "main",
     github_repo: str = "",
     test_command: str = "",
+    github_token: str = "",
 ) -> Project:
+    """A project owned by `owner`. The repository must already have passed the repository policy
+    (tickets.repository_policy.repository_accept: the API, the admin and the CLI all call it);
+    a GitHub token of its own is stored encrypted."""
     if Project.objects.filter(owner=owner, name=name).exists():
         raise ProjectNameTaken(f"you already have a project named {name!r}")
     try:
@@ -30,6 +35,7 @@ def project_create(
                 default_branch=default_branch or "main",
                 github_repo=github_repo,
                 test_command=test_command,
+                github_token_encrypted=secret_encrypt(github_token.strip()),
             )
     except IntegrityError as exc:  # a concurrent create of the same name won
         raise ProjectNameTaken(f"you already have a project named {name!r}") from exc

@@ -44,7 +44,7 @@ class ObtainTokenView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    parser_classes = [StorableJSONParser, parsers.FormParser]
+    parser_classes = [StorableJSONParser, parsers.FormParser, parsers.MultiPartParser]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 

@@ -76,7 +76,7 @@ def test_killed_twice_the_spec_still_completes_without_duplicates(
     assert spec.requirements.count() == 2
 
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(subjects) == len(set(subjects)) == 3, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()

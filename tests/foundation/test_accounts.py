@@ -5,8 +5,8 @@ import hashlib
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection

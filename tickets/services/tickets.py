@@ -5,9 +5,13 @@ from collections.abc import Iterable
 from django.db import IntegrityError, transaction
 
 from omoi.secrets import secret_encrypt
+from omoi.text import storable
 from sandboxes.services.events import event_record
 from tickets.errors import InvalidDependency, ProjectNameTaken
 from tickets.models import Phase, PhaseHistory, Priority, Project, Ticket, TicketDependency
+
+# Leaves room for the truncation note within the column's 500 characters.
+TITLE_LIMIT = 460
 
 
 @transaction.atomic
@@ -100,8 +104,8 @@ def ticket_create(
     ticket = Ticket.objects.create(
         project_id=project_id,
         user=user,
-        title=title.strip(),
-        description=description,
+        title=storable(title.strip(), TITLE_LIMIT),
+        description=storable(description),
         priority=priority,
         spec_id=spec_id,
         spec_task_id=spec_task_id,

@@ -18,6 +18,7 @@ from omoi.github import GitHubError
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
 from specs import selectors
+from specs.filters import SpecFilter
 from specs.models import Spec, SpecRequirement
 from specs.serializers import (
     EventSerializer,
@@ -26,6 +27,7 @@ from specs.serializers import (
     SpecLaunchSerializer,
     SpecListSerializer,
     SpecSerializer,
+    SpecTaskSerializer,
     TranscriptSerializer,
 )
 from specs.services.bridge import SpecNotExecutable, spec_execute
@@ -58,7 +60,13 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     """Specs of your projects: their requirements, criteria and tasks, and the controls of their
     planning (launch, approve, retry, cancel, replan, requirement edits)."""
 
-    filterset_fields = ["project", "status"]
+    filterset_class = SpecFilter
+
+    def filter_queryset(self, queryset):
+        # ?project= and ?status= pick specs in the list; on one spec's own routes they mean nothing.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
 
     def get_queryset(self):
         if self.action == "list":
@@ -175,6 +183,22 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 "last_sequence": events[-1].sequence if events else after,
             }
         )
+
+    @extend_schema(responses={200: RequirementSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="requirements")
+    def requirements(self, request: Request, pk=None) -> Response:
+        """The spec's requirements with their acceptance criteria, in order, a page at a time."""
+        spec = self.get_object()
+        page = self.paginate_queryset(selectors.spec_requirements(spec=spec))
+        return self.get_paginated_response(RequirementSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: SpecTaskSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def tasks(self, request: Request, pk=None) -> Response:
+        """The spec's planned tasks (dependency keys, requirement keys, ticket), in order, a page at a time."""
+        spec = self.get_object()
+        page = self.paginate_queryset(selectors.spec_tasks(spec=spec))
+        return self.get_paginated_response(SpecTaskSerializer(page, many=True).data)
 
     @extend_schema(responses={200: TranscriptsPage})
     @action(detail=True, methods=["get"])

@@ -316,22 +316,24 @@ class ContextSerializer(serializers.Serializer):
 class BoardTicketSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     title = serializers.CharField()
-    priority = serializers.CharField()
+    priority = serializers.ChoiceField(choices=Priority.choices)
     spec = serializers.IntegerField(allow_null=True)
-    blocked_reason = serializers.CharField()
+    blocked_reason = serializers.ChoiceField(choices=BlockedReason.choices, allow_blank=True)
     tasks_done = serializers.IntegerField()
     tasks_total = serializers.IntegerField()
 
 
 class BoardColumnSerializer(serializers.Serializer):
-    phase = serializers.CharField()
+    phase = serializers.ChoiceField(choices=Phase.choices)
     label = serializers.CharField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Every ticket in the column, shown or not.")
+    more = serializers.BooleanField(help_text="Whether the column holds more tickets than it shows.")
     tickets = BoardTicketSerializer(many=True)
 
 
 class BoardSerializer(serializers.Serializer):
     project = serializers.IntegerField()
+    limit = serializers.IntegerField(help_text="At most this many tickets are shown per column.")
     columns = BoardColumnSerializer(many=True)
     counts = serializers.DictField(child=serializers.IntegerField())
     total = serializers.IntegerField()

@@ -1,6 +1,7 @@
 """The tickets REST API. Views check visibility (another user's object is a 404), validate with
 serializers, and call one service; domain refusals become 409 Conflict with the reason."""
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from omoi.api import Conflict
+from omoi.api import Conflict, query_int
 from tickets import selectors, services
 from tickets.errors import (
     GateBlocked,
@@ -40,6 +41,8 @@ from tickets.serializers import (
     TransitionSerializer,
     UnblockSerializer,
 )
+
+BOARD_LIMIT_MAX = 500
 
 
 def actor_of(request: Request) -> str:
@@ -300,8 +303,19 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
 class BoardView(APIView):
     """The kanban board of one project: columns in phase order (then BLOCKED) with their tickets."""
 
+    schema_answers_404 = True
+
     @extend_schema(
-        parameters=[OpenApiParameter("project", int, required=True, description="The project's id.")],
+        parameters=[
+            OpenApiParameter("project", int, required=True, description="The project's id."),
+            OpenApiParameter(
+                "limit",
+                int,
+                required=False,
+                description=f"Tickets shown per column, 1 to {BOARD_LIMIT_MAX} (default OMOI_BOARD_COLUMN_LIMIT); "
+                "each column's `count` is its total and `more` says whether some are not shown.",
+            ),
+        ],
         responses={200: BoardSerializer},
     )
     def get(self, request: Request) -> Response:
@@ -310,5 +324,9 @@ class BoardView(APIView):
             raise ValidationError({"project": ["the board needs ?project=<id>"]})
         if not (raw.isascii() and raw.isdigit()):
             raise ValidationError({"project": [f"project must be a project id (a number), not {raw!r}"]})
+        limit = query_int(request, "limit", minimum=1)
+        if limit is not None and limit > BOARD_LIMIT_MAX:
+            raise ValidationError({"limit": [f"limit must be at most {BOARD_LIMIT_MAX}"]})
         project = get_object_or_404(selectors.projects_visible_to(request.user), pk=int(raw))
-        return Response(BoardSerializer(selectors.board_view(project=project)).data)
+        board = selectors.board_view(project=project, limit=limit or settings.OMOI_BOARD_COLUMN_LIMIT)
+        return Response(BoardSerializer(board).data)

@@ -1,0 +1,14 @@
+import django_filters
+
+from specs.models import Spec, SpecStatus
+
+
+class SpecFilter(django_filters.FilterSet):
+    # A number, not a choice of projects: another user's project must filter to nothing, exactly
+    # like a project that does not exist, instead of answering differently.
+    project = django_filters.NumberFilter(field_name="project_id")
+    status = django_filters.ChoiceFilter(choices=SpecStatus.choices)
+
+    class Meta:
+        model = Spec
+        fields = ["project", "status"]

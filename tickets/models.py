@@ -130,7 +130,8 @@ class Ticket(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "phase"], name="tickets_ticket_project_phase"),
+            # The board reads each column's first tickets in id order straight from this index.
+            models.Index(fields=["project", "phase", "id"], name="tickets_ticket_project_column"),
             models.Index(fields=["spec", "phase"], name="tickets_ticket_spec_phase"),
         ]
 

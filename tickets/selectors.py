@@ -155,10 +155,14 @@ def board_view(*, project: Project, limit: int) -> dict[str, Any]:
     totals = dict(
         Ticket.objects.filter(project=project).order_by().values_list("phase").annotate(n=Count("pk"))
     )
-    rows = (
+    shown = (
         Ticket.objects.filter(project=project)
         .annotate(rank=Window(RowNumber(), partition_by=[F("phase")], order_by=F("id").asc()))
         .filter(rank__lte=limit)
+        .values("id")
+    )
+    rows = (
+        Ticket.objects.filter(pk__in=shown)
         .annotate(**task_counts())
         .order_by("id")
         .values("id", "title", "phase", "priority", "spec_id", "blocked_reason", "tasks_done", "tasks_total")

@@ -13,7 +13,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omoi.api import Conflict, UpstreamError
+from omoi.api import Conflict, QuotaExceeded, UpstreamError
 from omoi.github import GitHubError
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
@@ -32,7 +32,8 @@ from specs.serializers import (
 )
 from specs.services.bridge import SpecNotExecutable, spec_execute
 from specs.services.completion import PullRequestNotReady, spec_pull_request_open
-from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_launch, spec_replan, spec_retry
+from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_replan
+from specs.services.quotas import QuotaUsedUp, spec_launch_within_quota, spec_retry_within_quota
 from specs.services.requirements import RequirementInvalid, spec_requirement_update
 from tickets.selectors import projects_visible_to
 
@@ -102,13 +103,16 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise NotFound(f"project {data['project']} not found")
         if not data["idea"].strip():
             raise ValidationError({"idea": ["the idea is empty"]})
-        spec = spec_launch(
-            project_id=project.pk,
-            user=request.user,
-            idea=data["idea"],
-            title=data["title"],
-            require_approval=data["require_approval"],
-        )
+        try:
+            spec = spec_launch_within_quota(
+                project_id=project.pk,
+                user=request.user,
+                idea=data["idea"],
+                title=data["title"],
+                require_approval=data["require_approval"],
+            )
+        except QuotaUsedUp as error:
+            raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
         return self._render(spec, status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: SpecSerializer})
@@ -120,8 +124,11 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(request=None, responses={200: SpecSerializer})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk=None) -> Response:
-        """Resume a failed spec at the phase that failed."""
-        return self._control(spec_retry, request)
+        """Resume a failed spec at the phase that failed (429 when the user's open specs are used up)."""
+        try:
+            return self._control(spec_retry_within_quota, request)
+        except QuotaUsedUp as error:
+            raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
 
     @extend_schema(request=None, responses={200: SpecSerializer})
     @action(detail=True, methods=["post"])

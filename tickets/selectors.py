@@ -152,9 +152,7 @@ def board_view(*, project: Project, limit: int) -> dict[str, Any]:
     with its total and at most `limit` tickets (the oldest first; GET /tickets?project=&phase=
     pages through a whole column). Two queries however many tickets: the totals per phase, and
     the first `limit` tickets of every column (a window over the phase) with their task counts."""
-    totals = dict(
-        Ticket.objects.filter(project=project).order_by().values_list("phase").annotate(n=Count("pk"))
-    )
+    totals = dict(Ticket.objects.filter(project=project).order_by().values_list("phase").annotate(n=Count("pk")))
     shown = (
         Ticket.objects.filter(project=project)
         .annotate(rank=Window(RowNumber(), partition_by=[F("phase")], order_by=F("id").asc()))

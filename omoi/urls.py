@@ -16,3 +16,6 @@ urlpatterns = [
     path("api/v1/", include("tickets.urls")),
     path("api/v1/", include("sandboxes.urls")),
 ]
+
+handler404 = "omoi.views.not_found"
+handler500 = "omoi.views.server_error"

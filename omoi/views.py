@@ -112,3 +112,13 @@ def healthz(request):
         "broker": {"ok": broker, "detail": broker_detail},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def not_found(request, exception=None):
+    """A path no route matches answers 404 in the API's JSON error shape (the API is JSON only)."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    """An unexpected failure answers in the API's JSON error shape; the traceback goes to the log."""
+    return JsonResponse({"detail": "The server failed to answer; the error is logged."}, status=500)

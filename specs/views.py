@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from omoi.api import Conflict, QuotaExceeded, UpstreamError
 from omoi.github import GitHubError
+from omoi.schema import error_responses
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
 from specs import selectors
@@ -91,7 +92,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise Conflict(error.reason, extra={"status": spec.status, "current_phase": spec.current_phase}) from error
         return self._render(spec)
 
-    @extend_schema(request=SpecLaunchSerializer, responses={201: SpecSerializer})
+    @extend_schema(request=SpecLaunchSerializer, responses={201: SpecSerializer, **error_responses(404, 429)})
     @action(detail=False, methods=["post"])
     def launch(self, request: Request) -> Response:
         """Create a spec for an idea on one of your projects and start planning it."""
@@ -115,13 +116,13 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
         return self._render(spec, status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk=None) -> Response:
         """Approve a planned spec (only from planning_complete): its tasks become tickets."""
         return self._control(spec_approve, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 429)})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk=None) -> Response:
         """Resume a failed spec at the phase that failed (429 when the user's open specs are used up)."""
@@ -130,19 +131,19 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         except QuotaUsedUp as error:
             raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         """Cancel a spec that is draft, planning, planned or executing."""
         return self._control(spec_cancel, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def replan(self, request: Request, pk=None) -> Response:
         """Re-run DESIGN and TASKS with the current requirements, then re-sync tasks by key."""
         return self._control(spec_replan, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 502)})
     @action(detail=True, methods=["post"], url_path="execute-tasks")
     def execute_tasks(self, request: Request, pk=None) -> Response:
         """Run the bridge now: every planned task becomes one ticket and the spec executes
@@ -156,7 +157,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise UpstreamError(f"the repository could not be prepared: {error}") from error
         return self._render(spec)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 502)})
     @action(detail=True, methods=["post"], url_path="create-pr")
     def create_pr(self, request: Request, pk=None) -> Response:
         """Retry the pull request step of a completed spec: push its branch and open the pull
@@ -215,7 +216,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         runs = selectors.spec_transcripts(spec_id=spec.pk)
         return Response({"results": TranscriptSerializer(runs, many=True).data})
 
-    @extend_schema(request=RequirementUpdateSerializer, responses={200: RequirementSerializer})
+    @extend_schema(request=RequirementUpdateSerializer, responses={200: RequirementSerializer, **error_responses(409)})
     @action(detail=True, methods=["patch"], url_path=r"requirements/(?P<key>[^/]+)")
     def requirement(self, request: Request, pk=None, key: str = "") -> Response:
         """Edit a requirement (same validation as the planner's); then POST replan to carry it

@@ -108,8 +108,15 @@ class VisibleProjectField(serializers.PrimaryKeyRelatedField):
         return projects_visible_to(self.context["request"].user)
 
 
+def blank_or(choices: type, help_text: str) -> serializers.ChoiceField:
+    """A read-only choice that may be "" (never null): the schema's enum then includes "" too."""
+    return serializers.ChoiceField(choices=choices.choices, allow_blank=True, read_only=True, help_text=help_text)
+
+
 class TicketSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", read_only=True)
+    previous_phase = blank_or(Phase, "The phase before the last move; \"\" before the first.")
+    blocked_reason = blank_or(BlockedReason, "Why the ticket is BLOCKED; \"\" when it is not.")
     dependencies = serializers.SerializerMethodField()
     tasks_done = serializers.IntegerField(read_only=True, default=0)
     tasks_total = serializers.IntegerField(read_only=True, default=0)
@@ -194,6 +201,8 @@ class UnblockSerializer(serializers.Serializer):
 
 
 class PhaseHistorySerializer(serializers.ModelSerializer):
+    from_phase = blank_or(Phase, 'The phase the ticket left; "" for its creation.')
+
     class Meta:
         model = PhaseHistory
         fields = ["id", "from_phase", "to_phase", "reason", "actor", "artifacts", "created_at"]

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from omoi.api import Conflict, query_int
+from omoi.schema import error_responses
 from tickets import selectors, services
 from tickets.errors import (
     GateBlocked,
@@ -141,7 +142,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         }
         return Response(TransitionResultSerializer(body).data)
 
-    @extend_schema(request=TransitionSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=TransitionSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def transition(self, request: Request, pk=None) -> Response:
         """Move the ticket to `to_phase`, if the transition table and the phase gate allow (else 409)."""
@@ -162,7 +163,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             ),
         )
 
-    @extend_schema(request=BlockSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=BlockSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def block(self, request: Request, pk=None) -> Response:
         """Block the ticket with a typed reason and a message."""
@@ -178,7 +179,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             ),
         )
 
-    @extend_schema(request=UnblockSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=UnblockSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def unblock(self, request: Request, pk=None) -> Response:
         """Return a blocked ticket to the phase it was blocked in (or `to_phase`, where the table allows)."""
@@ -195,7 +196,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         )
 
     @extend_schema(responses={200: PhaseHistorySerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request: Request, pk=None) -> Response:
         ticket = self.get_object()
         return Response(PhaseHistorySerializer(selectors.ticket_history(ticket), many=True).data)
@@ -206,7 +207,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         responses={200: ArtifactSerializer(many=True)},
     )
     @extend_schema(methods=["POST"], request=ArtifactCreateSerializer, responses={201: ArtifactSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def artifacts(self, request: Request, pk=None) -> Response:
         """GET lists the ticket's gate artifacts (optionally of one phase); POST collects one."""
         ticket = self.get_object()
@@ -288,7 +289,7 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
             return queryset
         return super().filter_queryset(queryset)
 
-    @extend_schema(request=None, responses={200: TaskSerializer})
+    @extend_schema(request=None, responses={200: TaskSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk=None) -> Response:
         """Return a failed or cancelled task to pending; it runs when its ticket allows."""

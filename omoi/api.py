@@ -63,7 +63,7 @@ def query_int(request: Request, name: str, *, required: bool = False, minimum: i
     """An integer query parameter, or a 400 that says what was wrong with it. Only ASCII digits
     count ("¹" is a digit to str.isdigit, not to int())."""
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         if required:
             raise ValidationError({name: [f"?{name}= is required"]})
         return None

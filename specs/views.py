@@ -47,12 +47,11 @@ TranscriptsPage = inline_serializer(name="SpecTranscripts", fields={"results": T
 
 def _non_negative_int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]}) from None
+    if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]})
+    value = int(raw)
     if value < 0:
         raise ValidationError({name: ["must be 0 or more"]})
     return value

@@ -327,7 +327,7 @@ def test_events_resume_after_a_sequence(api, planned):
     assert ([e["sequence"] for e in limited["results"]], limited["last_sequence"]) == ([1, 2], 2)
 
 
-@pytest.mark.parametrize("after", ["abc", "-1"])
+@pytest.mark.parametrize("after", ["abc", "-1", "", "%C2%B9", "1.5"])
 def test_events_refuse_a_bad_after(api, planned, after):
     response = api.get(f"/api/v1/specs/{planned.pk}/events?after={after}")
 

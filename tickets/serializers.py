@@ -115,8 +115,8 @@ def blank_or(choices: type, help_text: str) -> serializers.ChoiceField:
 
 class TicketSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", read_only=True)
-    previous_phase = blank_or(Phase, "The phase before the last move; \"\" before the first.")
-    blocked_reason = blank_or(BlockedReason, "Why the ticket is BLOCKED; \"\" when it is not.")
+    previous_phase = blank_or(Phase, 'The phase before the last move; "" before the first.')
+    blocked_reason = blank_or(BlockedReason, 'Why the ticket is BLOCKED; "" when it is not.')
     dependencies = serializers.SerializerMethodField()
     tasks_done = serializers.IntegerField(read_only=True, default=0)
     tasks_total = serializers.IntegerField(read_only=True, default=0)

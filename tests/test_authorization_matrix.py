@@ -119,7 +119,8 @@ def routes() -> set[tuple[str, str]]:
         actions = getattr(callback, "actions", None)
         view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
         if actions:
-            methods = set(actions)
+            # DRF adds "head" (served as GET) to the mapping once a route has been called.
+            methods = set(actions) & set(HTTP_METHODS)
         elif view_class is not None:
             methods = {method for method in HTTP_METHODS if hasattr(view_class, method)}
         else:

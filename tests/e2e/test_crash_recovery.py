@@ -31,11 +31,14 @@ def test_killed_twice_the_spec_still_completes_without_duplicates(
         "OMOI_PLANNING_STUCK_AFTER_S": "4",
         "OMOI_EXECUTION_STUCK_AFTER_S": "4",
     }
+    fake_github.git.seed("acme/textkit", sample_repository)  # GitHub has the repository and its main
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
     worker = start_worker(env=env, beat=True)
 
     launched = api.post(
-        "/api/v1/specs/launch", {"project": project.pk, "idea": "Add word statistics", "require_approval": False}
+        "/api/v1/specs/launch",
+        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
+        format="json",
     )
     assert launched.status_code == 201, launched.json()
     spec_id = launched.json()["id"]

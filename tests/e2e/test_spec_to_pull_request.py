@@ -28,6 +28,7 @@ def test_an_idea_becomes_a_pull_request(
             "GITHUB_API_URL": fake_github.url,
         }
     )
+    fake_github.git.seed("acme/textkit", sample_repository)  # GitHub has the repository and its main
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command="")
 
     launched = api.post("/api/v1/specs/launch", {"project": project.pk, "idea": "Add word statistics"}, format="json")

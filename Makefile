@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: venv
@@ -41,7 +41,7 @@ beat: venv
 	$(VENV)/bin/celery -A omoi beat --loglevel=INFO --schedule $${OMOI_DATA_DIR:-var}/celerybeat-schedule
 
 flower: venv
-	$(VENV)/bin/celery -A omoi flower --port=$${FLOWER_PORT:-5555}
+	$(VENV)/bin/celery -A omoi flower --address=127.0.0.1 --port=$${FLOWER_PORT:-5555}
 
 clean:
 	rm -rf var .pytest_cache

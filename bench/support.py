@@ -34,7 +34,7 @@ def throwaway_database(label: str):
     if connection.vendor != "sqlite":
         settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{label}_{settings_dict['NAME']}"
     old_name = settings_dict["NAME"]
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         yield database_url()
     finally:
@@ -60,8 +60,23 @@ class Worker:
     def __init__(self, *, env: dict[str, str], name: str, concurrency: int = 2, beat: bool = True) -> None:
         self.log_path = Path(tempfile.mkdtemp(prefix="omoi-bench-")) / f"{name.split('@')[0]}.log"
         self.name = name
-        args = [sys.executable, "-m", "celery", "-A", "omoi", "worker", "-Q", "planning,execution,events,default",
-                "-c", str(concurrency), "--loglevel=INFO", "-n", name, "--without-gossip", "--without-mingle"]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "omoi",
+            "worker",
+            "-Q",
+            "planning,execution,events,default",
+            "-c",
+            str(concurrency),
+            "--loglevel=INFO",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+        ]
         if beat:
             args += ["-B", "--schedule", str(self.log_path.with_suffix(".beat"))]
         self.process = subprocess.Popen(
@@ -85,7 +100,9 @@ class Worker:
         with open(self.log_path, "rb") as handle:
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
-        pattern = re.compile(r"Task (" + "|".join(re.escape(n) for n in names) + r")\[[^\]]+\] succeeded in ([\d.e-]+)s")
+        pattern = re.compile(
+            r"Task (" + "|".join(re.escape(n) for n in names) + r")\[[^\]]+\] succeeded in ([\d.e-]+)s"
+        )
         return [float(match.group(2)) for match in pattern.finditer(text)]
 
     def rss_bytes(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter, SimpleRouter
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -45,6 +46,33 @@ class UpstreamError(APIException):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = "An upstream service failed."
     default_code = "upstream_error"
+
+
+class QuotaExceeded(APIException):
+    """A per-user quota is used up: 429 with the limit, the window and what counts against it."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "quota_exceeded"
+
+    def __init__(self, detail: str, *, quota: str, limit: int, window_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.extra = {"quota": quota, "limit": limit, "window_s": window_s}
+
+
+def query_int(request: Request, name: str, *, required: bool = False, minimum: int = 0) -> int | None:
+    """An integer query parameter, or a 400 that says what was wrong with it. Only ASCII digits
+    count ("¹" is a digit to str.isdigit, not to int())."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        if required:
+            raise ValidationError({name: [f"?{name}= is required"]})
+        return None
+    if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise ValidationError({name: [f"{name} must be a whole number, not {raw!r}"]})
+    value = int(raw)
+    if value < minimum:
+        raise ValidationError({name: [f"{name} must be {minimum} or more"]})
+    return value
 
 
 def _first_message(errors: Any) -> str:

@@ -5,9 +5,12 @@ database and kombu's filesystem transport for the Celery broker, both under OMOI
 Set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis) for production and CI.
 """
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,8 +20,13 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DATA_DIR = Path(env("OMOI_DATA_DIR", default=str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="omoi-insecure-development-key-change-me")
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+DEFAULT_SECRET_KEY = "omoi-insecure-development-key-change-me"
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=DEFAULT_SECRET_KEY)
+# On for the embedded default (nothing configured: a developer's machine), off as soon as a real
+# database is configured, unless DJANGO_DEBUG says otherwise. Off means production: see the checks
+# at the end of this module.
+EMBEDDED = "DATABASE_URL" not in os.environ
+DEBUG = env.bool("DJANGO_DEBUG", default=EMBEDDED)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -30,7 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "omoi",
@@ -41,10 +49,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "omoi.middleware.refuse_unstorable_urls",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "omoi.middleware.throttle_admin_login",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -103,14 +113,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "omoi.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_PARSER_CLASSES": ["omoi.parsers.StorableJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_THROTTLE_RATES": {"auth": env("OMOI_AUTH_THROTTLE_RATE", default="10/minute")},
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("OMOI_API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "omoi.schema.OmoiAutoSchema",
     "EXCEPTION_HANDLER": "omoi.api.exception_handler",
 }
 
@@ -211,6 +224,9 @@ DAYTONA_API_URL = env("DAYTONA_API_URL", default="")
 # --- GitHub ---------------------------------------------------------------------------------
 GITHUB_TOKEN = env("GITHUB_TOKEN", default="")
 GITHUB_API_URL = env("GITHUB_API_URL", default="https://api.github.com")
+# The GitHub repositories ("owner/name" patterns, * allowed) the global GITHUB_TOKEN may push to
+# and open pull requests on; a project with its own token is not limited by this.
+OMOI_GITHUB_TOKEN_REPOSITORIES = env.list("OMOI_GITHUB_TOKEN_REPOSITORIES", default=["*"])
 
 LOGGING = {
     "version": 1,
@@ -224,3 +240,59 @@ LOGGING = {
         "kombu.connection": {"level": "ERROR"},
     },
 }
+
+# --- Trust boundary: accounts, tokens, repositories, credentials, quotas ---------------------
+# API tokens (django-rest-knox): stored as SHA-512 digests, each with an expiry; revoked by
+# POST /api/v1/auth/logout (this token) or /auth/logout-all (every token of the user).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.float("OMOI_API_TOKEN_TTL_HOURS", default=24 * 7)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": env.int("OMOI_API_TOKENS_PER_USER", default=20),
+}
+# Failed admin logins per client address and window before the login answers 429.
+OMOI_LOGIN_ATTEMPTS = env.int("OMOI_LOGIN_ATTEMPTS", default=10)
+OMOI_LOGIN_WINDOW_S = env.int("OMOI_LOGIN_WINDOW_S", default=300)
+# Throttles and login counters live in the cache: share one (CACHE_URL=redis://...) between
+# several web processes, or each process counts on its own.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://omoi")}
+
+# Repositories a project may name (tickets/repository_policy.py). https:// on these hosts
+# ("host" or "host:port"); other URL schemes only when listed; local paths only under these roots.
+OMOI_REPOSITORY_HOSTS = [h.lower() for h in env.list("OMOI_REPOSITORY_HOSTS", default=["github.com"])]
+OMOI_REPOSITORY_SCHEMES = [s.lower() for s in env.list("OMOI_REPOSITORY_SCHEMES", default=["https"])]
+OMOI_LOCAL_REPOSITORY_ROOTS = [
+    Path(root) for root in env.list("OMOI_LOCAL_REPOSITORY_ROOTS", default=[str(DATA_DIR / "demo")] if DEBUG else [])
+]
+# The ssh command host git uses when ssh is allowed (HOME is empty: name the deploy key here).
+OMOI_GIT_SSH_COMMAND = env("OMOI_GIT_SSH_COMMAND", default="")
+# A new project's repository is reached once (git ls-remote) within this many seconds.
+OMOI_REPOSITORY_CHECK_TIMEOUT_S = env.float("OMOI_REPOSITORY_CHECK_TIMEOUT_S", default=20.0)
+# The key(s) per-project GitHub tokens are encrypted with (Fernet keys, comma separated: the first
+# encrypts, every one decrypts, so a key can be rotated). Default: derived from SECRET_KEY.
+OMOI_ENCRYPTION_KEYS = env.list("OMOI_ENCRYPTION_KEYS", default=[])
+
+# PostgreSQL's JIT compiles a query whose estimated cost is high, which for the API's short
+# queries (a board column, a page) costs tens of milliseconds more than running them; off by default.
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and not env.bool("OMOI_DATABASE_JIT", default=False):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
+
+# Per-user quotas (0 switches one off): launches within a window, and specs not yet finished
+# (draft, planning, planned, executing). Past either, launch and retry answer 429 with the limit.
+OMOI_QUOTA_LAUNCHES = env.int("OMOI_QUOTA_LAUNCHES", default=20)
+OMOI_QUOTA_LAUNCH_WINDOW_S = env.int("OMOI_QUOTA_LAUNCH_WINDOW_S", default=3600)
+OMOI_QUOTA_OPEN_SPECS = env.int("OMOI_QUOTA_OPEN_SPECS", default=10)
+# Request bodies larger than this answer 413.
+OMOI_API_MAX_BODY_BYTES = env.int("OMOI_API_MAX_BODY_BYTES", default=1_000_000)
+# The board shows at most this many tickets per column (each column keeps its total).
+OMOI_BOARD_COLUMN_LIMIT = env.int("OMOI_BOARD_COLUMN_LIMIT", default=50)
+
+if not DEBUG:
+    # Production refuses to start with what would make it trivially unsafe.
+    if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set to a long random value (at least 32 characters) when DEBUG is off"
+        )
+    if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS must name the site's hosts (not empty, not '*') when DEBUG is off"
+        )

@@ -1,14 +1,87 @@
+from django.contrib.auth import authenticate
 from django.db import connection
 from django.http import JsonResponse
-from rest_framework.authtoken.views import ObtainAuthToken
+from drf_spectacular.utils import extend_schema, inline_serializer
+from knox.models import AuthToken
+from rest_framework import parsers, serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
+from omoi.auth import TokenAuthentication
 from omoi.celery import app as celery_app
+from omoi.parsers import StorableJSONParser
+from omoi.schema import error_responses
+from omoi.services import token_issue
 
 
-class ObtainTokenView(ObtainAuthToken):
-    """POST username and password; answers {"token": "..."} for `Authorization: Token ...`."""
+class CredentialsSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False, style={"input_type": "password"})
+
+    def validate(self, attrs: dict) -> dict:
+        user = authenticate(self.context["request"], username=attrs["username"], password=attrs["password"])
+        if user is None or not user.is_active:
+            raise serializers.ValidationError("Unable to log in with provided credentials.", code="authorization")
+        attrs["user"] = user
+        return attrs
+
+
+TokenResponse = inline_serializer(
+    name="AuthTokenResponse",
+    fields={
+        "token": serializers.CharField(help_text="Send it as `Authorization: Token <token>`; it is shown once."),
+        "expiry": serializers.DateTimeField(allow_null=True, help_text="When the token stops working."),
+    },
+)
+
+
+class ObtainTokenView(APIView):
+    """POST username and password; answers {"token", "expiry"} for `Authorization: Token ...`.
+    Throttled per client address (OMOI_AUTH_THROTTLE_RATE)."""
 
     authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [StorableJSONParser, parsers.FormParser, parsers.MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(
+        request=CredentialsSerializer,
+        responses={200: TokenResponse, **error_responses(400, 429)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = CredentialsSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        instance, token = token_issue(user=serializer.validated_data["user"])
+        return Response({"token": token, "expiry": instance.expiry})
+
+
+class RevokeTokenView(APIView):
+    """Revoke the token this request carries (log out this client)."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None, **error_responses(401)})
+    def post(self, request: Request) -> Response:
+        request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RevokeAllTokensView(APIView):
+    """Revoke every token of the requesting user (log out everywhere)."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None, **error_responses(401)})
+    def post(self, request: Request) -> Response:
+        AuthToken.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -39,3 +112,13 @@ def healthz(request):
         "broker": {"ok": broker, "detail": broker_detail},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def not_found(request, exception=None):
+    """A path no route matches answers 404 in the API's JSON error shape (the API is JSON only)."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    """An unexpected failure answers in the API's JSON error shape; the traceback goes to the log."""
+    return JsonResponse({"detail": "The server failed to answer; the error is logged."}, status=500)

@@ -43,15 +43,53 @@ class MergeResult:
     conflicts: list[str] = field(default_factory=list)
 
 
+# Git's "file" protocol covers local paths too: the host clones and fetches between its own clones
+# and workspaces. Every other protocol is refused unless the settings allow it (below).
+GIT_PROTOCOL_NAMES = {"https": "https", "http": "http", "ssh": "ssh", "git": "git"}
+# No configuration, keys or credentials of the host's user reach git: HOME is a path in which
+# nothing can exist (git reads ~/.gitconfig and ~/.config/git/* from it and finds nothing).
+EMPTY_HOME = os.devnull
+DEFAULT_SSH_COMMAND = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=none"
+
+
+def git_protocols() -> list[str]:
+    """The protocols host-side git may use: file (local paths), and those of the repository
+    schemes the settings allow and of the GitHub host pushes go to. All others, `ext` included,
+    are refused by git itself (GIT_ALLOW_PROTOCOL acts as protocol.allow=never plus these)."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    protocols = ["file"]
+    schemes = [*getattr(settings, "OMOI_REPOSITORY_SCHEMES", ["https"])]
+    github_api = getattr(settings, "GITHUB_API_URL", "")
+    if github_api:
+        schemes.append(urlsplit(github_api).scheme.lower())
+    for scheme in schemes:
+        name = GIT_PROTOCOL_NAMES.get(scheme)
+        if name and name not in protocols:
+            protocols.append(name)
+    return protocols
+
+
 def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment host-side git runs with: built from scratch, holding no secrets."""
+    """The environment host-side git runs with: built from scratch, holding no secrets, with an
+    empty HOME, no prompts and only the allowed protocols."""
+    from django.conf import settings
+
     env = {
         "PATH": HOST_PATH,
-        "HOME": os.environ.get("HOME", "/tmp"),
+        "HOME": EMPTY_HOME,
+        "XDG_CONFIG_HOME": EMPTY_HOME,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_ALLOW_PROTOCOL": ":".join(git_protocols()),
+        "GIT_SSH_COMMAND": getattr(settings, "OMOI_GIT_SSH_COMMAND", "") or DEFAULT_SSH_COMMAND,
         "GIT_AUTHOR_NAME": OMOI_AUTHOR_NAME,
         "GIT_AUTHOR_EMAIL": OMOI_AUTHOR_EMAIL,
         "GIT_COMMITTER_NAME": OMOI_AUTHOR_NAME,

@@ -115,6 +115,8 @@ class SpecRequirement(models.Model):
             choices_check("ears_type", EarsType),
             choices_check("priority", Priority),
         ]
+        # A page of a spec's requirements is read in this order without sorting them all.
+        indexes = [models.Index(fields=["spec", "position", "id"], name="specs_requirement_spec_order")]
 
     def __str__(self) -> str:
         return f"{self.key} {self.title}"
@@ -168,6 +170,8 @@ class SpecTask(models.Model):
             choices_check("priority", Priority),
             choices_check("status", SpecTaskStatus),
         ]
+        # A page of a spec's tasks is read in this order without sorting them all.
+        indexes = [models.Index(fields=["spec", "position", "id"], name="specs_task_spec_order")]
 
     def __str__(self) -> str:
         return f"{self.key} {self.title}"

@@ -3,12 +3,15 @@ grow with its rows."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery, Sum
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
 
 from omoi.models import LLMUsage
-from sandboxes.models import AgentRun, AgentRunKind
-from specs.models import Spec, SpecRequirement, SpecTask
-from tickets.selectors import project_ids_visible_to
+from sandboxes.models import AgentRun, AgentRunKind, EventCounter
+from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecTask
+from tickets.models import Phase, Ticket
+from tickets.selectors import count_of, project_ids_visible_to
 
 
 def specs_visible_to(user) -> QuerySet[Spec]:
@@ -16,32 +19,72 @@ def specs_visible_to(user) -> QuerySet[Spec]:
     return Spec.objects.filter(project__in=project_ids_visible_to(user))
 
 
+def _spec_counts() -> dict:
+    """A spec's counts as correlated subqueries: each counts one table by an index on its spec,
+    so the cost follows the spec's own rows, never a join of two child tables."""
+    spec = OuterRef("pk")
+    return {
+        "requirements_count": count_of(SpecRequirement.objects.filter(spec=spec)),
+        "criteria_count": count_of(SpecAcceptanceCriterion.objects.filter(requirement__spec=spec)),
+        "criteria_verified_count": count_of(
+            SpecAcceptanceCriterion.objects.filter(requirement__spec=spec, verified=True)
+        ),
+        "tasks_count": count_of(SpecTask.objects.filter(spec=spec)),
+        "tickets_count": count_of(Ticket.objects.filter(spec=spec)),
+        "tickets_done_count": count_of(Ticket.objects.filter(spec=spec, phase=Phase.DONE)),
+    }
+
+
 def spec_list(*, user) -> QuerySet[Spec]:
+    """Specs with their requirement and task counts (subqueries, not joins), without the large
+    JSON columns a list does not show."""
+    counts = _spec_counts()
     return (
         specs_visible_to(user)
-        .select_related("project", "user")
-        .annotate(
-            requirements_count=Count("requirements", distinct=True),
-            tasks_count=Count("tasks", distinct=True),
-        )
+        .select_related("user")
+        .defer("phase_data", "design")
+        .annotate(requirements_count=counts["requirements_count"], tasks_count=counts["tasks_count"])
         .order_by("-id")
     )
 
 
+# Planning outputs that a spec's rows already hold (and that grow with them) stay out of its
+# detail; the requirements and tasks endpoints page through the rows instead.
+DETAIL_PHASE_DATA = [SpecPhase.EXPLORE]
+
+
 def spec_detail(*, user) -> QuerySet[Spec]:
-    """Specs with their requirements (and criteria) and tasks (with dependency keys, requirement
-    keys and ticket) prefetched: a fixed number of queries however many rows."""
-    tasks = SpecTask.objects.select_related("ticket").prefetch_related(
-        Prefetch("dependencies", queryset=SpecTask.objects.only("id", "key")),
-        Prefetch("requirements", queryset=SpecRequirement.objects.only("id", "key")),
-    )
+    """Specs with counts, not rows: the detail's cost does not grow with the spec. phase_data is
+    read key by key (only the phases the detail shows)."""
     return (
         specs_visible_to(user)
-        .select_related("project", "user", "approved_by")
-        .prefetch_related(
-            Prefetch("requirements", queryset=SpecRequirement.objects.prefetch_related("criteria")),
-            Prefetch("tasks", queryset=tasks),
+        .select_related("user", "approved_by")
+        .defer("phase_data")
+        .annotate(
+            **_spec_counts(),
+            last_sequence=Coalesce(
+                Subquery(EventCounter.objects.filter(spec=OuterRef("pk")).values("last_sequence")[:1]), 0
+            ),
+            **{f"phase_data_{phase}": KeyTransform(phase, "phase_data") for phase in DETAIL_PHASE_DATA},
         )
+    )
+
+
+def spec_requirements(*, spec: Spec) -> QuerySet[SpecRequirement]:
+    """The spec's requirements in order, their criteria prefetched (per page)."""
+    return SpecRequirement.objects.filter(spec=spec).prefetch_related("criteria").order_by("position", "id")
+
+
+def spec_tasks(*, spec: Spec) -> QuerySet[SpecTask]:
+    """The spec's tasks in order, with dependency keys, requirement keys and ticket (per page)."""
+    return (
+        SpecTask.objects.filter(spec=spec)
+        .select_related("ticket")
+        .prefetch_related(
+            Prefetch("dependencies", queryset=SpecTask.objects.only("id", "key")),
+            Prefetch("requirements", queryset=SpecRequirement.objects.only("id", "key")),
+        )
+        .order_by("position", "id")
     )
 
 

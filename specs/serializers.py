@@ -3,11 +3,13 @@ or move anything (views call the services)."""
 
 from __future__ import annotations
 
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sandboxes.models import AgentRun, SandboxEvent
 from specs.models import EarsType, Spec, SpecAcceptanceCriterion, SpecRequirement, SpecTask
-from specs.selectors import spec_usage
+from specs.selectors import DETAIL_PHASE_DATA, spec_usage
 from tickets.models import Priority
 
 
@@ -99,11 +101,45 @@ class SpecListSerializer(serializers.ModelSerializer):
         fields = [*SPEC_FIELDS, "requirements_count", "tasks_count"]
 
 
+class SpecCountsSerializer(serializers.Serializer):
+    requirements = serializers.IntegerField(source="requirements_count")
+    criteria = serializers.IntegerField(source="criteria_count")
+    criteria_verified = serializers.IntegerField(source="criteria_verified_count")
+    tasks = serializers.IntegerField(source="tasks_count")
+    tickets = serializers.IntegerField(source="tickets_count")
+    tickets_done = serializers.IntegerField(source="tickets_done_count")
+    events = serializers.IntegerField(source="last_sequence", help_text="The last event's sequence number.")
+
+
+class SpecLinksSerializer(serializers.Serializer):
+    requirements = serializers.URLField(help_text="GET: the requirements with their criteria, paginated.")
+    tasks = serializers.URLField(help_text="GET: the planned tasks with dependencies and tickets, paginated.")
+    events = serializers.URLField(help_text="GET: the event stream (after=, limit=).")
+    transcripts = serializers.URLField(help_text="GET: the planning conversations.")
+    tickets = serializers.URLField(help_text="GET: the spec's tickets, paginated.")
+
+
+class SpecUsageSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_creation_input_tokens = serializers.IntegerField()
+    cache_read_input_tokens = serializers.IntegerField()
+    cost_usd = serializers.CharField(help_text="A decimal number of US dollars, as text.")
+
+
 class SpecSerializer(serializers.ModelSerializer):
+    """One spec: its own fields, counts of what it holds and links to page through it. Its
+    requirements and tasks are at `links.requirements` and `links.tasks`, so the answer stays the
+    same size however large the spec grows."""
+
     user = serializers.CharField(source="user.username", read_only=True)
-    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
-    requirements = RequirementSerializer(many=True, read_only=True)
-    tasks = SpecTaskSerializer(many=True, read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None, allow_null=True)
+    phase_data = serializers.SerializerMethodField(
+        help_text="The explore phase's output (the requirements and tasks phases' are rows: see links)."
+    )
+    counts = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
 
     class Meta:
@@ -118,11 +154,41 @@ class SpecSerializer(serializers.ModelSerializer):
             "pull_request_url",
             "pull_request_number",
             "completed_at",
-            "requirements",
-            "tasks",
+            "counts",
+            "links",
             "usage",
         ]
 
+    @extend_schema_field(serializers.DictField())
+    def get_phase_data(self, spec: Spec) -> dict:
+        return {
+            phase: value
+            for phase in DETAIL_PHASE_DATA
+            if (value := getattr(spec, f"phase_data_{phase}", None)) is not None
+        }
+
+    @extend_schema_field(SpecCountsSerializer)
+    def get_counts(self, spec: Spec) -> dict:
+        return SpecCountsSerializer(spec).data
+
+    @extend_schema_field(SpecLinksSerializer)
+    def get_links(self, spec: Spec) -> dict:
+        request = self.context.get("request")
+
+        def url(name: str, query: str = "") -> str:
+            path = reverse(name, kwargs={"pk": spec.pk}) if name else reverse("ticket-list")
+            path += query
+            return request.build_absolute_uri(path) if request else path
+
+        return {
+            "requirements": url("spec-requirements"),
+            "tasks": url("spec-tasks"),
+            "events": url("spec-events", "?after=0"),
+            "transcripts": url("spec-transcripts"),
+            "tickets": url("", f"?spec={spec.pk}"),
+        }
+
+    @extend_schema_field(SpecUsageSerializer)
     def get_usage(self, spec: Spec) -> dict:
         return spec_usage(spec_id=spec.pk)
 

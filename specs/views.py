@@ -13,11 +13,13 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omoi.api import Conflict, UpstreamError
+from omoi.api import Conflict, QuotaExceeded, UpstreamError
 from omoi.github import GitHubError
+from omoi.schema import error_responses
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
 from specs import selectors
+from specs.filters import SpecFilter
 from specs.models import Spec, SpecRequirement
 from specs.serializers import (
     EventSerializer,
@@ -26,11 +28,13 @@ from specs.serializers import (
     SpecLaunchSerializer,
     SpecListSerializer,
     SpecSerializer,
+    SpecTaskSerializer,
     TranscriptSerializer,
 )
 from specs.services.bridge import SpecNotExecutable, spec_execute
 from specs.services.completion import PullRequestNotReady, spec_pull_request_open
-from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_launch, spec_replan, spec_retry
+from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_replan
+from specs.services.quotas import QuotaUsedUp, spec_launch_within_quota, spec_retry_within_quota
 from specs.services.requirements import RequirementInvalid, spec_requirement_update
 from tickets.selectors import projects_visible_to
 
@@ -43,12 +47,11 @@ TranscriptsPage = inline_serializer(name="SpecTranscripts", fields={"results": T
 
 def _non_negative_int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]}) from None
+    if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]})
+    value = int(raw)
     if value < 0:
         raise ValidationError({name: ["must be 0 or more"]})
     return value
@@ -58,7 +61,13 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     """Specs of your projects: their requirements, criteria and tasks, and the controls of their
     planning (launch, approve, retry, cancel, replan, requirement edits)."""
 
-    filterset_fields = ["project", "status"]
+    filterset_class = SpecFilter
+
+    def filter_queryset(self, queryset):
+        # ?project= and ?status= pick specs in the list; on one spec's own routes they mean nothing.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
 
     def get_queryset(self):
         if self.action == "list":
@@ -82,7 +91,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise Conflict(error.reason, extra={"status": spec.status, "current_phase": spec.current_phase}) from error
         return self._render(spec)
 
-    @extend_schema(request=SpecLaunchSerializer, responses={201: SpecSerializer})
+    @extend_schema(request=SpecLaunchSerializer, responses={201: SpecSerializer, **error_responses(404, 429)})
     @action(detail=False, methods=["post"])
     def launch(self, request: Request) -> Response:
         """Create a spec for an idea on one of your projects and start planning it."""
@@ -94,40 +103,46 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise NotFound(f"project {data['project']} not found")
         if not data["idea"].strip():
             raise ValidationError({"idea": ["the idea is empty"]})
-        spec = spec_launch(
-            project_id=project.pk,
-            user=request.user,
-            idea=data["idea"],
-            title=data["title"],
-            require_approval=data["require_approval"],
-        )
+        try:
+            spec = spec_launch_within_quota(
+                project_id=project.pk,
+                user=request.user,
+                idea=data["idea"],
+                title=data["title"],
+                require_approval=data["require_approval"],
+            )
+        except QuotaUsedUp as error:
+            raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
         return self._render(spec, status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk=None) -> Response:
         """Approve a planned spec (only from planning_complete): its tasks become tickets."""
         return self._control(spec_approve, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 429)})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk=None) -> Response:
-        """Resume a failed spec at the phase that failed."""
-        return self._control(spec_retry, request)
+        """Resume a failed spec at the phase that failed (429 when the user's open specs are used up)."""
+        try:
+            return self._control(spec_retry_within_quota, request)
+        except QuotaUsedUp as error:
+            raise QuotaExceeded(error.message, quota=error.quota, limit=error.limit, window_s=error.window_s) from error
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         """Cancel a spec that is draft, planning, planned or executing."""
         return self._control(spec_cancel, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def replan(self, request: Request, pk=None) -> Response:
         """Re-run DESIGN and TASKS with the current requirements, then re-sync tasks by key."""
         return self._control(spec_replan, request)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 502)})
     @action(detail=True, methods=["post"], url_path="execute-tasks")
     def execute_tasks(self, request: Request, pk=None) -> Response:
         """Run the bridge now: every planned task becomes one ticket and the spec executes
@@ -141,7 +156,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise UpstreamError(f"the repository could not be prepared: {error}") from error
         return self._render(spec)
 
-    @extend_schema(request=None, responses={200: SpecSerializer})
+    @extend_schema(request=None, responses={200: SpecSerializer, **error_responses(409, 502)})
     @action(detail=True, methods=["post"], url_path="create-pr")
     def create_pr(self, request: Request, pk=None) -> Response:
         """Retry the pull request step of a completed spec: push its branch and open the pull
@@ -176,6 +191,22 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             }
         )
 
+    @extend_schema(responses={200: RequirementSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="requirements")
+    def requirements(self, request: Request, pk=None) -> Response:
+        """The spec's requirements with their acceptance criteria, in order, a page at a time."""
+        spec = self.get_object()
+        page = self.paginate_queryset(selectors.spec_requirements(spec=spec))
+        return self.get_paginated_response(RequirementSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: SpecTaskSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def tasks(self, request: Request, pk=None) -> Response:
+        """The spec's planned tasks (dependency keys, requirement keys, ticket), in order, a page at a time."""
+        spec = self.get_object()
+        page = self.paginate_queryset(selectors.spec_tasks(spec=spec))
+        return self.get_paginated_response(SpecTaskSerializer(page, many=True).data)
+
     @extend_schema(responses={200: TranscriptsPage})
     @action(detail=True, methods=["get"])
     def transcripts(self, request: Request, pk=None) -> Response:
@@ -184,7 +215,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         runs = selectors.spec_transcripts(spec_id=spec.pk)
         return Response({"results": TranscriptSerializer(runs, many=True).data})
 
-    @extend_schema(request=RequirementUpdateSerializer, responses={200: RequirementSerializer})
+    @extend_schema(request=RequirementUpdateSerializer, responses={200: RequirementSerializer, **error_responses(409)})
     @action(detail=True, methods=["patch"], url_path=r"requirements/(?P<key>[^/]+)")
     def requirement(self, request: Request, pk=None, key: str = "") -> Response:
         """Edit a requirement (same validation as the planner's); then POST replan to carry it

@@ -1,7 +1,9 @@
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory, UserFactory
@@ -24,6 +26,16 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttles and login counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def user(db):
     return UserFactory(username="alice")
@@ -36,8 +48,8 @@ def other_user(db):
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, token = AuthToken.objects.create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 
@@ -85,3 +97,31 @@ def start_worker(transactional_db, tmp_path):
     for worker in workers:
         worker.stop()
     purge_broker()
+
+
+def make_git_repository(path: Path, *, branch: str = "main") -> Path:
+    """A git repository at `path` with one commit on `branch`."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "README.md").write_text("# a repository\n")
+    for args in (
+        ["init", "--quiet", f"--initial-branch={branch}"],
+        ["add", "-A"],
+        ["-c", "user.name=Omoi Tests", "-c", "user.email=tests@omoi.invalid", "commit", "--quiet", "-m", "init"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def repository_root(tmp_path, settings) -> Path:
+    """A folder listed in OMOI_LOCAL_REPOSITORY_ROOTS, so projects may name repositories in it."""
+    root = tmp_path / "allowed-repositories"
+    root.mkdir()
+    settings.OMOI_LOCAL_REPOSITORY_ROOTS = [root]
+    return root
+
+
+@pytest.fixture
+def local_repository(repository_root) -> Path:
+    """A reachable repository with branch main that the repository policy accepts."""
+    return make_git_repository(repository_root / "widgets")

@@ -58,6 +58,10 @@ class WorkerProcess:
 
     def start(self, timeout: float = 60.0, *, wait: bool = True) -> "WorkerProcess":
         environment = {**os.environ, "DATABASE_URL": database_url(), **self.extra_env}
+        if "DATABASE_URL" not in os.environ:
+            # The test process runs on the embedded default (DEBUG on); naming its test database
+            # to the worker must not make the worker start as production.
+            environment.setdefault("DJANGO_DEBUG", "true")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         offset = self.log_path.stat().st_size

@@ -1,10 +1,12 @@
 """Admin for the execution domain. Phase and status are read-only here: changing them is an admin
 action that calls the workflow services, which report refusals as messages."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
 from omoi.admin import ReadOnlyInline
+from omoi.secrets import secret_encrypt
 from tickets import services
 from tickets.errors import TicketError
 from tickets.models import (
@@ -18,6 +20,7 @@ from tickets.models import (
     Ticket,
     TicketDependency,
 )
+from tickets.repository_policy import RepositoryRefused, branch_name_check, repository_check, repository_reach
 from tickets.workflow import next_phase
 
 
@@ -59,8 +62,48 @@ class DependencyInline(admin.TabularInline):
     verbose_name_plural = "dependencies (this ticket waits for them to be DONE)"
 
 
+class ProjectAdminForm(forms.ModelForm):
+    """The admin's project form: the same repository policy as the API and the command line,
+    and a write-only field for the project's own GitHub token."""
+
+    github_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The project's own GitHub token, stored encrypted. Leave empty to keep the current one.",
+    )
+    clear_github_token = forms.BooleanField(required=False, help_text="Remove the project's own token.")
+
+    class Meta:
+        model = Project
+        fields = ["name", "owner", "members", "repository", "default_branch", "github_repo", "test_command"]
+
+    def clean_default_branch(self) -> str:
+        try:
+            return branch_name_check((self.cleaned_data.get("default_branch") or "main").strip())
+        except RepositoryRefused as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean_repository(self) -> str:
+        try:
+            return repository_check((self.cleaned_data.get("repository") or "").strip())
+        except RepositoryRefused as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        repository, branch = cleaned.get("repository"), cleaned.get("default_branch")
+        unchanged = self.instance.pk and not {"repository", "default_branch"} & set(self.changed_data)
+        if repository and branch and not unchanged:
+            try:
+                repository_reach(repository, default_branch=branch)
+            except RepositoryRefused as error:
+                self.add_error("repository", str(error))
+        return cleaned
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = [
         "id",
         "name",
@@ -69,12 +112,24 @@ class ProjectAdmin(admin.ModelAdmin):
         "default_branch",
         "github_repo",
         "network_allowed",
+        "has_own_token",
         "created_at",
     ]
     list_select_related = ["owner"]
     search_fields = ["name", "repository", "github_repo", "owner__username"]
     filter_horizontal = ["members"]
     raw_id_fields = ["owner"]
+
+    @admin.display(boolean=True, description="own token")
+    def has_own_token(self, project: Project) -> bool:
+        return bool(project.github_token_encrypted)
+
+    def save_model(self, request, obj: Project, form, change) -> None:
+        if form.cleaned_data.get("clear_github_token"):
+            obj.github_token_encrypted = ""
+        elif form.cleaned_data.get("github_token"):
+            obj.github_token_encrypted = secret_encrypt(form.cleaned_data["github_token"].strip())
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Ticket)

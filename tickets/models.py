@@ -85,6 +85,9 @@ class Project(models.Model):
         help_text="Let every command of this project's sandboxes use the network (by default only the "
         "setup command may).",
     )
+    # The project's own GitHub token, encrypted (omoi.secrets); it replaces GITHUB_TOKEN for this
+    # project and is never shown again once stored.
+    github_token_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,7 +139,8 @@ class Ticket(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "phase"], name="tickets_ticket_project_phase"),
+            # The board reads each column's first tickets in id order straight from this index.
+            models.Index(fields=["project", "phase", "id"], name="tickets_ticket_project_column"),
             models.Index(fields=["spec", "phase"], name="tickets_ticket_spec_phase"),
         ]
 

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from tickets.models import (
     Phase,
@@ -20,11 +21,27 @@ from tickets.workflow import BOARD_COLUMNS
 OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
+def count_of(queryset: QuerySet) -> Coalesce:
+    """COUNT(*) of a correlated queryset (one filtered by OuterRef) as an annotation: a subquery
+    per row, not a join and a COUNT DISTINCT over the product of two child tables."""
+    counted = queryset.order_by().annotate(_one=Value(1)).values("_one").annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def task_counts() -> dict:
+    ticket = OuterRef("pk")
+    return {
+        "tasks_total": count_of(Task.objects.filter(ticket=ticket)),
+        "tasks_done": count_of(Task.objects.filter(ticket=ticket, status=TaskStatus.COMPLETED)),
+    }
+
+
 def projects_visible_to(user) -> QuerySet[Project]:
     """Projects the user owns or is a member of. Everything inside them is visible; nothing else is."""
     if not user.is_authenticated:
         return Project.objects.none()
-    return Project.objects.filter(Q(owner=user) | Q(members=user)).distinct()
+    memberships = Project.members.through.objects.filter(user_id=user.pk).values("project_id")
+    return Project.objects.filter(Q(owner=user) | Q(pk__in=memberships))
 
 
 def project_ids_visible_to(user) -> QuerySet:
@@ -48,10 +65,8 @@ def ticket_list(*, user) -> QuerySet[Ticket]:
         .prefetch_related(
             Prefetch("dependency_links", queryset=TicketDependency.objects.only("ticket_id", "depends_on_id"))
         )
-        .annotate(
-            tasks_total=Count("tasks", distinct=True),
-            tasks_done=Count("tasks", filter=Q(tasks__status=TaskStatus.COMPLETED), distinct=True),
-        )
+        .defer("context")
+        .annotate(**task_counts())
         .order_by("id")
     )
 
@@ -132,15 +147,21 @@ def ticket_gate_results(ticket: Ticket) -> QuerySet[PhaseGateResult]:
     return PhaseGateResult.objects.filter(ticket=ticket).order_by("id")
 
 
-def board_view(*, project: Project) -> dict[str, Any]:
-    """The kanban board of a project: one column per phase, in phase order, then BLOCKED. Two queries
-    in all (the project is already loaded): the tickets with their task counts annotated."""
-    rows = (
+def board_view(*, project: Project, limit: int) -> dict[str, Any]:
+    """The kanban board of a project: one column per phase, in phase order, then BLOCKED, each
+    with its total and at most `limit` tickets (the oldest first; GET /tickets?project=&phase=
+    pages through a whole column). Two queries however many tickets: the totals per phase, and
+    the first `limit` tickets of every column (a window over the phase) with their task counts."""
+    totals = dict(Ticket.objects.filter(project=project).order_by().values_list("phase").annotate(n=Count("pk")))
+    shown = (
         Ticket.objects.filter(project=project)
-        .annotate(
-            tasks_total=Count("tasks", distinct=True),
-            tasks_done=Count("tasks", filter=Q(tasks__status=TaskStatus.COMPLETED), distinct=True),
-        )
+        .annotate(rank=Window(RowNumber(), partition_by=[F("phase")], order_by=F("id").asc()))
+        .filter(rank__lte=limit)
+        .values("id")
+    )
+    rows = (
+        Ticket.objects.filter(pk__in=shown)
+        .annotate(**task_counts())
         .order_by("id")
         .values("id", "title", "phase", "priority", "spec_id", "blocked_reason", "tasks_done", "tasks_total")
     )
@@ -157,11 +178,18 @@ def board_view(*, project: Project) -> dict[str, Any]:
                 "tasks_total": row["tasks_total"],
             }
         )
-    counts = {phase: len(tickets) for phase, tickets in columns.items()}
+    counts = {phase.value: totals.get(phase.value, 0) for phase in BOARD_COLUMNS}
     return {
         "project": project.pk,
+        "limit": limit,
         "columns": [
-            {"phase": phase.value, "label": phase.label, "count": counts[phase.value], "tickets": columns[phase.value]}
+            {
+                "phase": phase.value,
+                "label": phase.label,
+                "count": counts[phase.value],
+                "more": counts[phase.value] > len(columns[phase.value]),
+                "tickets": columns[phase.value],
+            }
             for phase in BOARD_COLUMNS
         ],
         "counts": counts,

@@ -18,6 +18,7 @@ from tickets.models import (
     Task,
     Ticket,
 )
+from tickets.repository_policy import RepositoryRefused, branch_name_check, repository_check, repository_reach
 from tickets.selectors import projects_visible_to
 
 GITHUB_REPO_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
@@ -25,6 +26,14 @@ GITHUB_REPO_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9.
 
 class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
+    github_token = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="This project's own GitHub token (instead of the server's); stored encrypted, never shown.",
+    )
+    has_github_token = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -38,11 +47,22 @@ class ProjectSerializer(serializers.ModelSerializer):
             "test_command",
             "setup_command",
             "network_allowed",
+            "github_token",
+            "has_github_token",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "owner", "created_at", "updated_at"]
-        extra_kwargs = {"default_branch": {"required": False}}
+        extra_kwargs = {
+            "default_branch": {"required": False},
+            "repository": {
+                "help_text": "An https:// URL on an allowed host, or a path under OMOI_LOCAL_REPOSITORY_ROOTS; "
+                "it must be reachable (git ls-remote) and have the default branch."
+            },
+        }
+
+    def get_has_github_token(self, project: Project) -> bool:
+        return bool(project.github_token_encrypted)
 
     def validate_name(self, value: str) -> str:
         value = value.strip()
@@ -56,9 +76,29 @@ class ProjectSerializer(serializers.ModelSerializer):
     def validate_setup_command(self, value: str) -> str:
         return value.strip()
 
+    def validate_default_branch(self, value: str) -> str:
+        try:
+            return branch_name_check(value.strip() or "main")
+        except RepositoryRefused as error:
+            raise serializers.ValidationError(str(error)) from error
+
+    def validate_repository(self, value: str) -> str:
+        try:
+            return repository_check(value.strip())
+        except RepositoryRefused as error:
+            raise serializers.ValidationError(str(error)) from error
+
+    def validate(self, attrs: dict) -> dict:
+        # Reached once, after every rule passed, so a refused form never costs a network call.
+        try:
+            repository_reach(attrs["repository"], default_branch=attrs.get("default_branch") or "main")
+        except RepositoryRefused as error:
+            raise serializers.ValidationError({"repository": [str(error)]}) from error
+        return attrs
+
     def validate_github_repo(self, value: str) -> str:
         value = value.strip()
-        if value and not GITHUB_REPO_PATTERN.fullmatch(value):
+        if value and (not GITHUB_REPO_PATTERN.fullmatch(value) or value.split("/")[1] in (".", "..")):
             raise serializers.ValidationError('github_repo must look like "owner/name", for example "octo/widgets"')
         return value
 
@@ -76,8 +116,15 @@ class VisibleProjectField(serializers.PrimaryKeyRelatedField):
         return projects_visible_to(self.context["request"].user)
 
 
+def blank_or(choices: type, help_text: str) -> serializers.ChoiceField:
+    """A read-only choice that may be "" (never null): the schema's enum then includes "" too."""
+    return serializers.ChoiceField(choices=choices.choices, allow_blank=True, read_only=True, help_text=help_text)
+
+
 class TicketSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", read_only=True)
+    previous_phase = blank_or(Phase, 'The phase before the last move; "" before the first.')
+    blocked_reason = blank_or(BlockedReason, 'Why the ticket is BLOCKED; "" when it is not.')
     dependencies = serializers.SerializerMethodField()
     tasks_done = serializers.IntegerField(read_only=True, default=0)
     tasks_total = serializers.IntegerField(read_only=True, default=0)
@@ -162,6 +209,8 @@ class UnblockSerializer(serializers.Serializer):
 
 
 class PhaseHistorySerializer(serializers.ModelSerializer):
+    from_phase = blank_or(Phase, 'The phase the ticket left; "" for its creation.')
+
     class Meta:
         model = PhaseHistory
         fields = ["id", "from_phase", "to_phase", "reason", "actor", "artifacts", "created_at"]
@@ -284,22 +333,24 @@ class ContextSerializer(serializers.Serializer):
 class BoardTicketSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     title = serializers.CharField()
-    priority = serializers.CharField()
+    priority = serializers.ChoiceField(choices=Priority.choices)
     spec = serializers.IntegerField(allow_null=True)
-    blocked_reason = serializers.CharField()
+    blocked_reason = serializers.ChoiceField(choices=BlockedReason.choices, allow_blank=True)
     tasks_done = serializers.IntegerField()
     tasks_total = serializers.IntegerField()
 
 
 class BoardColumnSerializer(serializers.Serializer):
-    phase = serializers.CharField()
+    phase = serializers.ChoiceField(choices=Phase.choices)
     label = serializers.CharField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Every ticket in the column, shown or not.")
+    more = serializers.BooleanField(help_text="Whether the column holds more tickets than it shows.")
     tickets = BoardTicketSerializer(many=True)
 
 
 class BoardSerializer(serializers.Serializer):
     project = serializers.IntegerField()
+    limit = serializers.IntegerField(help_text="At most this many tickets are shown per column.")
     columns = BoardColumnSerializer(many=True)
     counts = serializers.DictField(child=serializers.IntegerField())
     total = serializers.IntegerField()

@@ -1,6 +1,7 @@
 """The tickets REST API. Views check visibility (another user's object is a 404), validate with
 serializers, and call one service; domain refusals become 409 Conflict with the reason."""
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -10,7 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from omoi.api import Conflict
+from omoi.api import Conflict, query_int
+from omoi.schema import error_responses
 from tickets import selectors, services
 from tickets.errors import (
     GateBlocked,
@@ -40,6 +42,8 @@ from tickets.serializers import (
     TransitionSerializer,
     UnblockSerializer,
 )
+
+BOARD_LIMIT_MAX = 500
 
 
 def actor_of(request: Request) -> str:
@@ -138,7 +142,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         }
         return Response(TransitionResultSerializer(body).data)
 
-    @extend_schema(request=TransitionSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=TransitionSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def transition(self, request: Request, pk=None) -> Response:
         """Move the ticket to `to_phase`, if the transition table and the phase gate allow (else 409)."""
@@ -159,7 +163,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             ),
         )
 
-    @extend_schema(request=BlockSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=BlockSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def block(self, request: Request, pk=None) -> Response:
         """Block the ticket with a typed reason and a message."""
@@ -175,7 +179,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             ),
         )
 
-    @extend_schema(request=UnblockSerializer, responses={200: TransitionResultSerializer})
+    @extend_schema(request=UnblockSerializer, responses={200: TransitionResultSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def unblock(self, request: Request, pk=None) -> Response:
         """Return a blocked ticket to the phase it was blocked in (or `to_phase`, where the table allows)."""
@@ -192,7 +196,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         )
 
     @extend_schema(responses={200: PhaseHistorySerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request: Request, pk=None) -> Response:
         ticket = self.get_object()
         return Response(PhaseHistorySerializer(selectors.ticket_history(ticket), many=True).data)
@@ -203,7 +207,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         responses={200: ArtifactSerializer(many=True)},
     )
     @extend_schema(methods=["POST"], request=ArtifactCreateSerializer, responses={201: ArtifactSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def artifacts(self, request: Request, pk=None) -> Response:
         """GET lists the ticket's gate artifacts (optionally of one phase); POST collects one."""
         ticket = self.get_object()
@@ -285,7 +289,7 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
             return queryset
         return super().filter_queryset(queryset)
 
-    @extend_schema(request=None, responses={200: TaskSerializer})
+    @extend_schema(request=None, responses={200: TaskSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk=None) -> Response:
         """Return a failed or cancelled task to pending; it runs when its ticket allows."""
@@ -300,15 +304,31 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
 class BoardView(APIView):
     """The kanban board of one project: columns in phase order (then BLOCKED) with their tickets."""
 
+    schema_answers_404 = True
+
     @extend_schema(
-        parameters=[OpenApiParameter("project", int, required=True, description="The project's id.")],
+        parameters=[
+            OpenApiParameter("project", int, required=True, description="The project's id."),
+            OpenApiParameter(
+                "limit",
+                int,
+                required=False,
+                description=f"Tickets shown per column, 1 to {BOARD_LIMIT_MAX} (default OMOI_BOARD_COLUMN_LIMIT); "
+                "each column's `count` is its total and `more` says whether some are not shown.",
+            ),
+        ],
         responses={200: BoardSerializer},
     )
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("project")
         if not raw:
             raise ValidationError({"project": ["the board needs ?project=<id>"]})
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise ValidationError({"project": [f"project must be a project id (a number), not {raw!r}"]})
+        limit = query_int(request, "limit", minimum=1)
+        if limit is not None and limit > BOARD_LIMIT_MAX:
+            raise ValidationError({"limit": [f"limit must be at most {BOARD_LIMIT_MAX}"]})
         project = get_object_or_404(selectors.projects_visible_to(request.user), pk=int(raw))
-        return Response(BoardSerializer(selectors.board_view(project=project)).data)
+        # The selector builds the answer in its final shape (BoardSerializer documents it);
+        # passing it through the serializer again would cost more than the queries.
+        return Response(selectors.board_view(project=project, limit=limit or settings.OMOI_BOARD_COLUMN_LIMIT))

@@ -19,9 +19,9 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
-from rest_framework.authtoken.models import Token
 
 from omoi.models import LLMUsage
+from omoi.services import token_issue
 from sandboxes import git
 from sandboxes.models import SandboxEvent
 from sandboxes.providers import sandbox_boundary_line
@@ -29,6 +29,7 @@ from sandboxes.providers.confinement import confinement_probe, unconfined_allowe
 from sandboxes.providers.local import LocalWorkspace
 from specs.models import Spec, SpecStatus
 from tickets.models import Phase, Project, Ticket
+from tickets.repository_policy import RepositoryRefused, repository_accept, repository_check
 
 SAMPLES = Path(settings.BASE_DIR) / "samples"
 SAMPLE_REPOSITORY = SAMPLES / "textkit"
@@ -165,6 +166,19 @@ def _follow(command, spec: Spec, *, timeout: int, worker: subprocess.Popen, log_
     raise CommandError(f"spec {spec.pk} did not finish within {timeout} s (status {spec.status}); see {log_path}")
 
 
+def _default_branch(repository: str) -> str:
+    """The branch the repository's HEAD names, asked of the repository (git ls-remote), not read
+    by running git inside its tree."""
+    try:
+        answer = git.git_run("ls-remote", "--symref", "--", repository, "HEAD", cwd=settings.DATA_DIR, timeout=30)
+    except git.GitError as error:
+        raise CommandError(f"the repository {repository} cannot be read: {error}") from error
+    for line in answer.splitlines():
+        if line.startswith("ref: refs/heads/"):
+            return line.removeprefix("ref: refs/heads/").split("\t", 1)[0]
+    return "main"
+
+
 def _verify_branch(command, repository: str, branch: str, test_command: str, default_branch: str) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         checkout = Path(tmp) / "checkout"
@@ -192,7 +206,7 @@ def handle(command, options) -> None:
     if not user.has_usable_password():
         user.set_password("demo-password")
         user.save(update_fields=["password"])
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token = token_issue(user=user)
 
     if options.get("repository"):
         repository = (
@@ -200,11 +214,14 @@ def handle(command, options) -> None:
         )
         name = Path(repository.rstrip("/")).name.removesuffix(".git") or "repository"
         test_command = options.get("test_command") or ""
-        default_branch = (
-            git.git_run("rev-parse", "--abbrev-ref", "HEAD", cwd=repository).strip()
-            if "://" not in repository
-            else "main"
-        )
+        try:
+            repository = repository_check(repository)
+        except RepositoryRefused as error:
+            raise CommandError(
+                f"the repository {repository} is refused: {error}. A local repository must be under "
+                "OMOI_LOCAL_REPOSITORY_ROOTS."
+            ) from error
+        default_branch = _default_branch(repository)
         idea = options.get("idea") or ""
         if not idea:
             raise CommandError("--idea is required with --repository")
@@ -213,6 +230,13 @@ def handle(command, options) -> None:
         prepare_sample(target)
         repository, name, test_command, default_branch = str(target), "textkit-demo", SAMPLE_TEST_COMMAND, "main"
         idea = options.get("idea") or SAMPLE_IDEA
+    try:
+        repository = repository_accept(repository, default_branch=default_branch)
+    except RepositoryRefused as error:
+        raise CommandError(
+            f"the repository {repository} is refused: {error}. A local repository must be under "
+            "OMOI_LOCAL_REPOSITORY_ROOTS (the demo's own folder is listed by default only with DEBUG on)."
+        ) from error
     project, _ = Project.objects.update_or_create(
         owner=user,
         name=name,
@@ -236,7 +260,7 @@ def handle(command, options) -> None:
         _say(command, "  !          agent commands run on this machine WITHOUT isolation; the demo's worker allows it "
                       "for its sample. Install bubblewrap (Debian package `bubblewrap`) to confine them.")  # fmt: skip
     _say(command, f"  repository {repository}")
-    _say(command, f"  API token  {token.key}  (user 'demo'; try: curl -H 'Authorization: Token {token.key}' "
+    _say(command, f"  API token  {token}  (user 'demo'; try: curl -H 'Authorization: Token {token}' "
                   "http://127.0.0.1:8000/api/v1/specs)")  # fmt: skip
 
     log_path = Path(settings.DATA_DIR) / "demo-worker.log"

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from omoi.faults import fault_point
-from omoi.github import GitHubClient
+from omoi.github import GitHubClient, push_target
 from omoi.leases import Held
 from sandboxes.services.events import event_record, events_batch
 from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus, SpecTaskStatus
@@ -211,8 +210,8 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
         raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
     project = spec.project
     if not spec.branch_pushed_at:
-        token = settings.GITHUB_TOKEN if project.repository.startswith("https://") else None
-        repository.spec_branch_push(spec=spec, url=project.repository, token=token)
+        push_url, token = push_target(project)
+        repository.spec_branch_push(spec=spec, url=push_url, token=token)
         fault_point("pull_request.pushed")
         if held is not None:
             held.check()
@@ -220,11 +219,11 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
             Spec.objects.filter(pk=spec.pk).update(branch_pushed_at=timezone.now(), updated_at=timezone.now())
             event_record(
                 type="spec.branch_pushed",
-                payload={"branch": spec.branch_name, "repository": project.repository},
+                payload={"branch": spec.branch_name, "repository": push_url},
                 spec_id=spec.pk,
             )
     if project.github_repo and not spec.pull_request_url:
-        pull = GitHubClient.from_settings().pull_request_open(
+        pull = GitHubClient.for_project(project).pull_request_open(
             repo=project.github_repo,
             head=spec.branch_name,
             base=project.default_branch,

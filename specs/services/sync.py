@@ -19,6 +19,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from omoi.text import storable_json
 from specs.models import (
     Spec,
     SpecAcceptanceCriterion,
@@ -78,6 +79,7 @@ def _apply(instance: Any, values: dict[str, Any]) -> bool:
 def requirements_reconcile(*, spec: Spec, requirements: list[dict[str, Any]]) -> SyncCounts:
     """Make the spec's requirement and criterion rows match `requirements` (validated
     RequirementOutput dicts, in order)."""
+    requirements = storable_json(requirements)
     counts = SyncCounts()
     existing = {row.key: row for row in SpecRequirement.objects.filter(spec=spec)}
     desired_keys = []
@@ -154,6 +156,7 @@ def requirements_reconcile(*, spec: Spec, requirements: list[dict[str, Any]]) ->
 def tasks_reconcile(*, spec: Spec, tasks: list[dict[str, Any]]) -> SyncCounts:
     """Make the spec's task rows, dependency links and requirement links match `tasks`
     (validated TaskOutput dicts, in order)."""
+    tasks = storable_json(tasks)
     counts = SyncCounts()
     existing = {
         row.key: row

@@ -31,11 +31,14 @@ def test_killed_twice_the_spec_still_completes_without_duplicates(
         "OMOI_PLANNING_STUCK_AFTER_S": "4",
         "OMOI_EXECUTION_STUCK_AFTER_S": "4",
     }
+    fake_github.git.seed("acme/textkit", sample_repository)  # GitHub has the repository and its main
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
     worker = start_worker(env=env, beat=True)
 
     launched = api.post(
-        "/api/v1/specs/launch", {"project": project.pk, "idea": "Add word statistics", "require_approval": False}
+        "/api/v1/specs/launch",
+        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
+        format="json",
     )
     assert launched.status_code == 201, launched.json()
     spec_id = launched.json()["id"]
@@ -76,7 +79,7 @@ def test_killed_twice_the_spec_still_completes_without_duplicates(
     assert spec.requirements.count() == 2
 
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(subjects) == len(set(subjects)) == 3, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()

@@ -96,12 +96,14 @@ def test_create_pr_opens_the_pull_request_once(api, user, project, fake_github, 
     assert second.json()["pull_request_url"] == first.json()["pull_request_url"]
     assert len(fake_github.pulls) == 1
     assert "REQ-001" in fake_github.pulls[0]["body"]
-    assert git.branch_exists(project.repository, spec.branch_name)
+    assert fake_github.branch_exists("acme/textkit", spec.branch_name)
+    assert not git.branch_exists(project.repository, spec.branch_name)
 
 
 def test_a_refused_pull_request_is_a_502_with_github_s_reason(api, user, project, fake_github, settings):
     settings.GITHUB_API_URL = fake_github.url
     settings.GITHUB_TOKEN = "revoked"
+    fake_github.git.push_token = None  # the push is let through; the REST API refuses the token
     spec = _completed(planned_spec(project=project, user=user))
 
     response = api.post(f"/api/v1/specs/{spec.pk}/create-pr")

@@ -91,7 +91,7 @@ def assert_nothing_duplicated(spec: Spec, *, sample_repository: Path, tmp_path: 
     assert len(fake_github.pulls) == 1
     checkout = tmp_path / "checkout"
     shutil.rmtree(checkout, ignore_errors=True)
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(subjects) == len(set(subjects)) == 3, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
@@ -118,6 +118,7 @@ def test_a_worker_killed_at_each_point_loses_nothing_and_duplicates_nothing(
 ):
     points = SCENARIOS[scenario]
     env = {**faulty_env, "OMOI_FAULTS": ",".join(points)}
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
     launched = api.post(
         "/api/v1/specs/launch",
@@ -164,6 +165,7 @@ def test_the_broker_or_the_database_restarted_mid_run_loses_nothing(
         pytest.skip("the broker here is the embedded one (CELERY_BROKER_URL is not redis://)")
     if service == "postgresql" and not _on_postgres():
         pytest.skip("the database here is the embedded SQLite (DATABASE_URL is not PostgreSQL)")
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
     launched = api.post(
         "/api/v1/specs/launch",

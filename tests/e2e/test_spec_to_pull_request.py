@@ -28,6 +28,7 @@ def test_an_idea_becomes_a_pull_request(
             "GITHUB_API_URL": fake_github.url,
         }
     )
+    fake_github.git.seed("acme/textkit", sample_repository)  # GitHub has the repository and its main
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command="")
 
     launched = api.post("/api/v1/specs/launch", {"project": project.pk, "idea": "Add word statistics"}, format="json")
@@ -63,9 +64,9 @@ def test_an_idea_becomes_a_pull_request(
     for ticket in tickets:
         assert f"Ticket #{ticket.pk} {ticket.spec_task.key}" in pull["body"]
 
-    # The spec branch was pushed to the project's repository and its tests really pass.
+    # The spec branch was pushed to the GitHub repository and its tests really pass.
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     log = git.git_run("log", "--format=%s", "origin/main..HEAD", cwd=checkout)
     assert "TSK-001: " in log and "TSK-002: " in log
     tests = subprocess.run(

@@ -47,7 +47,8 @@ def common_env(tmp_path, fake_github, settings):
     }
 
 
-def launch(api, user, sample_repository) -> int:
+def launch(api, user, sample_repository, fake_github) -> int:
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(
         owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command=TEST_COMMAND
     )
@@ -87,12 +88,12 @@ def turns_by_node(spec_id: int) -> Counter:
     )
 
 
-def assert_all_work_merged_once(spec: Spec, sample_repository, tmp_path) -> None:
+def assert_all_work_merged_once(spec: Spec, fake_github, tmp_path) -> None:
     tickets = Ticket.objects.filter(spec=spec)
     assert tickets.count() == spec.tasks.count() == TICKETS
     assert {ticket.phase for ticket in tickets} == {Phase.DONE}
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(subjects) == len(set(subjects)) == TICKETS, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
@@ -101,11 +102,11 @@ def assert_all_work_merged_once(spec: Spec, sample_repository, tmp_path) -> None
     assert tests.returncode == 0 and f"Ran {TICKETS + 2} tests" in tests.stderr, tests.stderr
 
 
-def test_two_machines_share_one_spec(start_worker, api, user, sample_repository, common_env, tmp_path):
+def test_two_machines_share_one_spec(start_worker, api, user, sample_repository, common_env, tmp_path, fake_github):
     first = start_worker(env=machine_env(tmp_path, "a", common_env), name="a@%h", concurrency=1, beat=True)
     second = start_worker(env=machine_env(tmp_path, "b", common_env), name="b@%h", concurrency=1)
 
-    spec = wait_for_pull_request(launch(api, user, sample_repository), [first, second])
+    spec = wait_for_pull_request(launch(api, user, sample_repository, fake_github), [first, second])
 
     assert spec.status == "completed"
     shares = turns_by_node(spec.pk)
@@ -113,13 +114,15 @@ def test_two_machines_share_one_spec(start_worker, api, user, sample_repository,
     assert all(count > 0 for count in shares.values()), shares
     # Each machine kept its own mirror of the spec: code crossed between them only as git data.
     assert any((tmp_path / "a" / "repos").glob("spec-*.git")) and any((tmp_path / "b" / "repos").glob("spec-*.git"))
-    assert_all_work_merged_once(spec, sample_repository, tmp_path)
+    assert_all_work_merged_once(spec, fake_github, tmp_path)
 
 
-def test_a_machine_lost_for_good_loses_nothing(start_worker, api, user, sample_repository, common_env, tmp_path):
+def test_a_machine_lost_for_good_loses_nothing(
+    start_worker, api, user, sample_repository, common_env, tmp_path, fake_github
+):
     first = start_worker(env=machine_env(tmp_path, "a", common_env), name="a@%h", concurrency=1, beat=True)
     second = start_worker(env=machine_env(tmp_path, "b", common_env), name="b@%h", concurrency=1)
-    spec_id = launch(api, user, sample_repository)
+    spec_id = launch(api, user, sample_repository, fake_github)
     deadline = time.monotonic() + 120
     while not Sandbox.objects.filter(spec_id=spec_id, ticket__isnull=False, node__startswith="b@").exists():
         assert time.monotonic() < deadline, second.log()
@@ -132,4 +135,4 @@ def test_a_machine_lost_for_good_loses_nothing(start_worker, api, user, sample_r
     assert Sandbox.objects.filter(spec_id=spec_id, node__startswith="b@", status="lost").exists() or not (
         Spec.objects.filter(pk=spec_id).exists()
     )
-    assert_all_work_merged_once(spec, sample_repository, tmp_path)
+    assert_all_work_merged_once(spec, fake_github, tmp_path)

@@ -55,7 +55,8 @@ def test_a_token_comes_from_username_and_password(anonymous_api):
     wrong = anonymous_api.post("/api/v1/auth/token/", {"username": "carol", "password": "nope"})
 
     assert response.status_code == 200
-    assert len(response.json()["token"]) == 40
+    assert len(response.json()["token"]) == 64
+    assert response.json()["expiry"]
     assert wrong.status_code == 400
     assert "Unable to log in" in wrong.json()["detail"]
 

@@ -38,7 +38,8 @@ def test_launch_answers_201_with_the_spec_and_starts_planning(api, notes_project
         "explore",
         False,
     )
-    assert (body["user"], body["project"], body["requirements"], body["tasks"]) == ("alice", notes_project.pk, [], [])
+    assert (body["user"], body["project"]) == ("alice", notes_project.pk)
+    assert (body["counts"]["requirements"], body["counts"]["tasks"], body["counts"]["tickets"]) == (0, 0, 0)
     assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "explore"))]
 
 
@@ -93,27 +94,52 @@ def test_anonymous_requests_are_refused(anonymous_api, notes_project):
 # --- Reading ---------------------------------------------------------------------------------------
 
 
-def test_the_detail_holds_requirements_criteria_and_tasks_with_their_links(api, planned):
+def test_the_detail_holds_counts_and_links_and_the_rows_are_paged_at_them(api, planned):
     response = api.get(f"/api/v1/specs/{planned.pk}")
 
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["current_phase"]) == ("planning_complete", "sync")
-    assert [(r["key"], r["ears_type"], [c["text"] for c in r["criteria"]]) for r in body["requirements"]] == [
+    assert "requirements" not in body and "tasks" not in body
+    assert body["counts"] == {
+        "requirements": 3,
+        "criteria": 5,
+        "criteria_verified": 0,
+        "tasks": 3,
+        "tickets": 0,
+        "tickets_done": 0,
+        "events": body["counts"]["events"],
+    }
+    assert body["counts"]["events"] > 0
+    base = f"http://testserver/api/v1/specs/{planned.pk}"
+    assert body["links"] == {
+        "requirements": f"{base}/requirements",
+        "tasks": f"{base}/tasks",
+        "events": f"{base}/events?after=0",
+        "transcripts": f"{base}/transcripts",
+        "tickets": f"http://testserver/api/v1/tickets?spec={planned.pk}",
+    }
+    assert body["approved_by"] is None
+    assert body["phase_data"]["explore"]["test_command"] == "python -m unittest discover -s tests"
+    assert set(body["phase_data"]) == {"explore"}
+    assert body["design"]["components"][0]["name"] == "notes.store"
+    assert body["usage"]["calls"] == 7 and body["usage"]["input_tokens"] > 0
+
+    requirements = api.get(body["links"]["requirements"]).json()
+    tasks = api.get(body["links"]["tasks"]).json()
+    assert requirements["count"] == 3 and tasks["count"] == 3
+    assert [(r["key"], r["ears_type"], [c["text"] for c in r["criteria"]]) for r in requirements["results"]] == [
         ("REQ-001", "event", ["tag_note(1, 'home') stores the tag 'home' on note 1", "A note can carry many tags"]),
         ("REQ-002", "ubiquitous", ["notes_tagged('home') lists exactly the notes tagged 'home'"]),
         ("REQ-003", "unwanted", ["tag_note(99, 'x') raises KeyError", "No tag is stored for a missing note"]),
     ]
     assert [
-        (t["key"], t["depends_on"], t["requirements"], t["estimate_hours"], t["ticket"]) for t in body["tasks"]
+        (t["key"], t["depends_on"], t["requirements"], t["estimate_hours"], t["ticket"]) for t in tasks["results"]
     ] == [
         ("TSK-001", [], ["REQ-001"], "1.50", None),
         ("TSK-002", ["TSK-001"], ["REQ-002"], "1.00", None),
         ("TSK-003", ["TSK-001", "TSK-002"], ["REQ-001", "REQ-003"], "0.50", None),
     ]
-    assert body["phase_data"]["explore"]["test_command"] == "python -m unittest discover -s tests"
-    assert body["design"]["components"][0]["name"] == "notes.store"
-    assert body["usage"]["calls"] == 7 and body["usage"]["input_tokens"] > 0
 
 
 def test_the_list_filters_by_project_and_status(api, user, other_user):
@@ -167,8 +193,10 @@ def test_detail_queries_do_not_grow_with_rows(api, user):
     project = ProjectFactory(owner=user)
     small, large = spec_with_rows(project, 3), spec_with_rows(project, 300)
 
-    assert _queries(api, f"/api/v1/specs/{small.pk}") == _queries(api, f"/api/v1/specs/{large.pk}")
-    assert len(api.get(f"/api/v1/specs/{large.pk}").json()["tasks"]) == 300
+    for path in ("", "/tasks", "/requirements"):
+        assert _queries(api, f"/api/v1/specs/{small.pk}{path}") == _queries(api, f"/api/v1/specs/{large.pk}{path}")
+    assert api.get(f"/api/v1/specs/{large.pk}").json()["counts"]["tasks"] == 300
+    assert api.get(f"/api/v1/specs/{large.pk}/tasks").json()["count"] == 300
 
 
 def test_list_queries_do_not_grow_with_rows(api, user, settings):
@@ -299,7 +327,7 @@ def test_events_resume_after_a_sequence(api, planned):
     assert ([e["sequence"] for e in limited["results"]], limited["last_sequence"]) == ([1, 2], 2)
 
 
-@pytest.mark.parametrize("after", ["abc", "-1"])
+@pytest.mark.parametrize("after", ["abc", "-1", "", "%C2%B9", "1.5"])
 def test_events_refuse_a_bad_after(api, planned, after):
     response = api.get(f"/api/v1/specs/{planned.pk}/events?after={after}")
 
@@ -440,7 +468,7 @@ def test_replan_reruns_design_and_tasks_with_the_edit_and_keeps_unchanged_tasks(
     assert set(after) == {"TSK-001", "TSK-002", "TSK-003", "TSK-004"}
     ticket.refresh_from_db()
     assert ticket.spec_task.key == "TSK-003"
-    tasks = {t["key"]: t for t in api.get(f"/api/v1/specs/{planned.pk}").json()["tasks"]}
+    tasks = {t["key"]: t for t in api.get(f"/api/v1/specs/{planned.pk}/tasks").json()["results"]}
     assert (tasks["TSK-002"]["title"], tasks["TSK-004"]["depends_on"], tasks["TSK-001"]["requirements"]) == (
         "Add notes_tagged, newest first",
         ["TSK-002"],

@@ -1,19 +1,27 @@
-"""A local HTTP server that answers like the GitHub REST API's pull request endpoints."""
+"""A local HTTP server that answers like GitHub: the REST API's pull request endpoints, and git
+over smart HTTP at /<owner>/<name>.git (pushes need the token, as on github.com)."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.git_http import GitHttpBackend
+
+TOKEN = "test-github-token"
+
 
 class FakeGitHub:
-    def __init__(self) -> None:
+    def __init__(self, token: str = TOKEN) -> None:
         self.pulls: list[dict] = []
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.git = GitHttpBackend(push_token=token, create=True)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args) -> None:
                 pass
 
@@ -26,6 +34,8 @@ class FakeGitHub:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                if ".git/" in self.path:
+                    return fake.git.handle(self, "GET")
                 url = urlparse(self.path)
                 fake.requests.append({"method": "GET", "path": url.path, "auth": self.headers.get("Authorization")})
                 parts = url.path.strip("/").split("/")
@@ -39,13 +49,15 @@ class FakeGitHub:
                 self._send(404, {"message": "Not Found"})
 
             def do_POST(self) -> None:
+                if ".git/" in self.path:
+                    return fake.git.handle(self, "POST")
                 url = urlparse(self.path)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fake.requests.append(
                     {"method": "POST", "path": url.path, "body": body, "auth": self.headers.get("Authorization")}
                 )
                 parts = url.path.strip("/").split("/")
-                if self.headers.get("Authorization") != "Bearer test-github-token":
+                if self.headers.get("Authorization") != f"Bearer {token}":
                     return self._send(401, {"message": "Bad credentials"})
                 if len(parts) == 4 and parts[0] == "repos" and parts[3] == "pulls":
                     repo = f"{parts[1]}/{parts[2]}"
@@ -78,3 +90,15 @@ class FakeGitHub:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.git.close()
+
+    def branch_exists(self, repo: str, branch: str) -> bool:
+        """Whether a push brought `branch` to the repository `repo` ("owner/name")."""
+        import subprocess
+
+        path = self.git.root / f"{repo}.git"
+        found = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            capture_output=True,
+        )
+        return path.exists() and found.returncode == 0

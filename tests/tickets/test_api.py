@@ -16,12 +16,12 @@ pytestmark = pytest.mark.django_db
 # --- projects --------------------------------------------------------------------------------
 
 
-def test_create_a_project(api, user):
+def test_create_a_project(api, user, local_repository):
     response = api.post(
         "/api/v1/projects",
         {
             "name": "widgets",
-            "repository": "https://github.com/octo/widgets.git",
+            "repository": str(local_repository),
             "github_repo": "octo/widgets",
             "test_command": "pytest -q",
             "setup_command": "  pip install -e '.[test]'  ",
@@ -30,18 +30,19 @@ def test_create_a_project(api, user):
         format="json",
     )
 
-    assert response.status_code == 201
+    assert response.status_code == 201, response.json()
     project = Project.objects.get(name="widgets")
     assert response.json() == {
         "id": project.pk,
         "name": "widgets",
         "owner": "alice",
-        "repository": "https://github.com/octo/widgets.git",
+        "repository": str(local_repository),
         "default_branch": "main",
         "github_repo": "octo/widgets",
         "test_command": "pytest -q",
         "setup_command": "pip install -e '.[test]'",
         "network_allowed": True,
+        "has_github_token": False,
         "created_at": response.json()["created_at"],
         "updated_at": response.json()["updated_at"],
     }
@@ -60,37 +61,42 @@ def test_a_project_without_the_sandbox_fields_gets_no_setup_and_no_network(api):
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({"name": "demo", "repository": "/srv/repo"}, "name: you already have a project named 'demo'"),
+        ({"name": "demo", "repository": "R"}, "name: you already have a project named 'demo'"),
         (
-            {"name": "x", "repository": "/r", "github_repo": "octo"},
+            {"name": "x", "repository": "R", "github_repo": "octo"},
             'github_repo: github_repo must look like "owner/name"',
         ),
         (
-            {"name": "x", "repository": "/r", "github_repo": "a/b/c"},
+            {"name": "x", "repository": "R", "github_repo": "a/b/c"},
             'github_repo: github_repo must look like "owner/name"',
         ),
-        ({"name": "   ", "repository": "/r"}, "name: This field may not be blank."),
+        ({"name": "x", "repository": "R", "github_repo": "a/.."}, "github_repo: github_repo must look like"),
+        ({"name": "   ", "repository": "R"}, "name: This field may not be blank."),
         ({"name": "x"}, "repository: This field is required."),
         (
-            {"name": "x", "repository": "/r", "setup_command": "npm ci\x00"},
+            {"name": "x", "repository": "R", "setup_command": "npm ci\x00"},
             "setup_command: a command must not contain control characters (found '\\x00' at position 6)",
         ),
         (
-            {"name": "x", "repository": "/r", "setup_command": "npm ci\x1b[2J"},
+            {"name": "x", "repository": "R", "setup_command": "npm ci\x1b[2J"},
             "setup_command: a command must not contain control characters (found '\\x1b' at position 6)",
         ),
         (
-            {"name": "x", "repository": "/r", "test_command": "pytest\x07"},
+            {"name": "x", "repository": "R", "test_command": "pytest\x07"},
             "test_command: a command must not contain control characters",
         ),
         (
-            {"name": "x", "repository": "/r", "setup_command": "x" * 1001},
+            {"name": "x", "repository": "R", "setup_command": "x" * 1001},
             "setup_command: a command is at most 1000 characters (this one has 1001)",
         ),
-        ({"name": "x", "repository": "/r", "network_allowed": "sometimes"}, "network_allowed: Must be a valid"),
+        ({"name": "x", "repository": "R", "network_allowed": "sometimes"}, "network_allowed: Must be a valid"),
+        ({"name": "x", "repository": "R", "default_branch": "-x"}, "default_branch: '-x' is not a usable branch"),
+        ({"name": "x", "repository": "R", "default_branch": "a..b"}, "default_branch: 'a..b' is not a usable"),
+        ({"name": "x", "repository": "R", "default_branch": "nope"}, "repository: the repository has no branch"),
     ],
 )
-def test_a_bad_project_is_a_400_that_writes_nothing(api, project, body, detail):
+def test_a_bad_project_is_a_400_that_writes_nothing(api, project, local_repository, body, detail):
+    body = {k: (str(local_repository) if v == "R" else v) for k, v in body.items()}
     before = Project.objects.count()
     response = api.post("/api/v1/projects", body, format="json")
     assert response.status_code == 400
@@ -98,8 +104,8 @@ def test_a_bad_project_is_a_400_that_writes_nothing(api, project, body, detail):
     assert Project.objects.count() == before
 
 
-def test_the_same_project_name_is_fine_for_another_owner(other_api, project):
-    response = other_api.post("/api/v1/projects", {"name": "demo", "repository": "/srv/repo"}, format="json")
+def test_the_same_project_name_is_fine_for_another_owner(other_api, project, local_repository):
+    response = other_api.post("/api/v1/projects", {"name": "demo", "repository": str(local_repository)}, format="json")
     assert response.status_code == 201
 
 
@@ -367,7 +373,7 @@ def test_the_board_runs_the_same_queries_for_10_and_1000_tickets(api, user, djan
     with django_assert_num_queries(queries):
         body = api.get(f"/api/v1/board/view?project={large.pk}").json()
     assert body["total"] == 1000
-    assert queries == 3  # the token, the project, the tickets with their counts
+    assert queries == 4  # the token, the project, the totals per phase, the shown tickets with their counts
 
 
 @pytest.mark.parametrize(

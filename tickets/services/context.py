@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from omoi.text import storable, storable_json
 from tickets.models import PhaseGateArtifact, Task, Ticket
 from tickets.workflow import PHASE_SEQUENCE
 
@@ -99,8 +100,8 @@ def context_aggregate(*, ticket: Ticket, phase: str, blocked: dict[str, str] | N
     entry = phase_context_build(ticket=ticket, phase=phase)
     if blocked:
         entry["blocked"] = blocked
-    ticket.context = {**(ticket.context or {}), phase: entry}
-    ticket.context_summary = context_summary_build(ticket.context)
+    ticket.context = storable_json({**(ticket.context or {}), phase: entry})
+    ticket.context_summary = storable(context_summary_build(ticket.context))
     ticket.context_updated_at = timezone.now()
     if getattr(settings, "OMOI_CONTEXT_SUMMARY_MODEL", False):
         from tickets.tasks import ticket_context_summarize_task
@@ -166,6 +167,6 @@ def ticket_context_summarize(*, ticket_id: int, context_updated_at: str) -> bool
         ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
         if not ticket.context_updated_at or ticket.context_updated_at.isoformat() != context_updated_at:
             return False
-        ticket.context_summary = summary
+        ticket.context_summary = storable(summary)
         ticket.save(update_fields=["context_summary", "updated_at"])
     return True

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import transaction
 
+from omoi.text import storable, storable_json
 from tickets.errors import InvalidArtifact
 from tickets.gates import GateOutcome, gate_check
 from tickets.models import GateStatus, Phase, PhaseGateArtifact, PhaseGateResult, Ticket
@@ -43,16 +44,18 @@ def artifact_collect(
     phase: str | None = None,
     path: str = "",
 ) -> PhaseGateArtifact:
-    """Record one piece of gate evidence for a phase of a ticket (default: its current phase)."""
+    """Record one piece of gate evidence for a phase of a ticket (default: its current phase).
+    Its text is made storable here: evidence from a command may hold NUL bytes, and a failure to
+    record it must not strand the task it proves."""
     ticket = Ticket.objects.get(pk=ticket_id)
     phase = phase or artifact_phase_default(ticket)
     artifact_validate(artifact_type=artifact_type, content=content, path=path, phase=phase)
     return PhaseGateArtifact.objects.create(
         ticket=ticket,
         phase=phase,
-        artifact_type=artifact_type.strip(),
-        path=path,
-        content=content,
+        artifact_type=storable(artifact_type.strip()),
+        path=storable(path),
+        content=storable_json(content),
         collected_by=collected_by,
     )
 
@@ -62,8 +65,8 @@ def gate_result_store(*, ticket_id: int, outcome: GateOutcome, actor: str) -> Ph
         ticket_id=ticket_id,
         phase=outcome.phase,
         status=GateStatus.PASSED if outcome.passed else GateStatus.FAILED,
-        blocking_reasons=outcome.reasons,
-        details=outcome.details,
+        blocking_reasons=storable_json(outcome.reasons),
+        details=storable_json(outcome.details),
         validated_by=actor,
     )
 

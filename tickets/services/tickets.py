@@ -4,9 +4,14 @@ from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 
+from omoi.secrets import secret_encrypt
+from omoi.text import storable
 from sandboxes.services.events import event_record
 from tickets.errors import InvalidDependency, ProjectNameTaken
 from tickets.models import Phase, PhaseHistory, Priority, Project, Ticket, TicketDependency
+
+# Leaves room for the truncation note within the column's 500 characters.
+TITLE_LIMIT = 460
 
 
 @transaction.atomic
@@ -20,7 +25,11 @@ def project_create(
     test_command: str = "",
     setup_command: str = "",
     network_allowed: bool = False,
+    github_token: str = "",
 ) -> Project:
+    """A project owned by `owner`. The repository must already have passed the repository policy
+    (tickets.repository_policy.repository_accept: the API, the admin and the CLI all call it);
+    a GitHub token of its own is stored encrypted."""
     if Project.objects.filter(owner=owner, name=name).exists():
         raise ProjectNameTaken(f"you already have a project named {name!r}")
     try:
@@ -34,6 +43,7 @@ def project_create(
                 test_command=test_command,
                 setup_command=setup_command,
                 network_allowed=network_allowed,
+                github_token_encrypted=secret_encrypt(github_token.strip()),
             )
     except IntegrityError as exc:  # a concurrent create of the same name won
         raise ProjectNameTaken(f"you already have a project named {name!r}") from exc
@@ -98,8 +108,8 @@ def ticket_create(
     ticket = Ticket.objects.create(
         project_id=project_id,
         user=user,
-        title=title.strip(),
-        description=description,
+        title=storable(title.strip(), TITLE_LIMIT),
+        description=storable(description),
         priority=priority,
         spec_id=spec_id,
         spec_task_id=spec_task_id,

@@ -177,8 +177,16 @@ def leases_of_lost_incarnations(*, node: str, incarnation: str) -> int:
                 WORK_KINDS[lease.kind].route(lease.object_id) if lease.kind in WORK_KINDS else lease.queue,
             )
             handed += 1
+    # Steps whose message the dead incarnation had taken from the broker but not yet claimed wait
+    # with no message anywhere (Redis gives an unacknowledged message back only after its
+    # visibility timeout): send every step that has waited a moment again; a duplicate is harmless.
+    moment = now - timedelta(seconds=2)
+    for lease in Lease.objects.filter(owner="", enqueued_at__lt=moment).order_by("enqueued_at")[:1000]:
+        if lease.not_before is None or lease.not_before <= now:
+            lease_resend(lease)
+            handed += 1
     if handed:
-        logger.info("node %s restarted: %d steps of its previous run handed back", node, handed)
+        logger.info("node %s restarted: %d steps of its previous run handed back or sent again", node, handed)
     return handed
 
 

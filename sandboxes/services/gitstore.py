@@ -290,3 +290,46 @@ def workspace_export(workspace: Workspace, *, base: str) -> tuple[str, bytes | N
     except WorkspaceError as exc:
         raise TransferError(f"the sandbox's bundle could not be read: {exc}") from exc
     return head, data
+
+
+_RECORD_SCRIPT = """set -e
+export GIT_CONFIG_NOSYSTEM=1 GIT_OPTIONAL_LOCKS=0
+g() {{ git {options} "$@"; }}
+g add -A
+if ! g diff --cached --quiet --no-ext-diff; then g commit --quiet --no-verify -m {message}; fi
+head=$(g rev-parse HEAD)
+if [ "$head" != {base} ]; then
+  g update-ref {ref} "$head"
+  g bundle create --quiet {file} {ref} ^{base}
+fi
+echo "$head"
+"""
+
+
+def workspace_record(workspace: Workspace, *, message: str, base: str) -> tuple[str, bytes | None]:
+    """Commit everything in the sandbox and bundle `base..HEAD`, inside the sandbox, in one command
+    (what workspace_commit and workspace_export do in seven). Returns the HEAD and the bundle's
+    bytes (None when HEAD is base)."""
+    import shlex
+
+    from sandboxes.workspace import WORKSPACE_GIT_OPTIONS
+
+    script = _RECORD_SCRIPT.format(
+        options=" ".join(shlex.quote(option) for option in WORKSPACE_GIT_OPTIONS),
+        message=shlex.quote(message),
+        base=shlex.quote(base),
+        ref=EXPORT_REF,
+        file=EXPORT_FILE,
+    )
+    result = workspace.run_command(script, timeout_s=300)
+    lines = result.stdout.strip().splitlines()
+    if result.exit_code != 0 or result.timed_out or not lines:
+        detail = (result.stderr or result.stdout).strip()[-2000:]
+        raise TransferError(f"recording the sandbox's work failed (exit {result.exit_code}): {detail}")
+    head = lines[-1].strip()
+    if head == base:
+        return head, None
+    try:
+        return head, workspace.read_bytes(EXPORT_FILE, limit=MAX_BUNDLE_BYTES)
+    except WorkspaceError as exc:
+        raise TransferError(f"the sandbox's bundle could not be read: {exc}") from exc

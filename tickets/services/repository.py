@@ -124,11 +124,12 @@ class RecordedWork:
     task_files: list[str]
 
 
-def ticket_work_record(*, ticket: Ticket, workspace: Workspace, base_sha: str) -> RecordedWork:
-    """Bring the sandbox's committed work (base_sha..HEAD) into the ticket branch, as a bundle."""
+def ticket_work_record(*, ticket: Ticket, workspace: Workspace, base_sha: str, message: str) -> RecordedWork:
+    """Commit the sandbox's work (inside it) and bring base_sha..HEAD into the ticket branch, as a
+    bundle."""
     scope = ticket_scope(ticket)
     branch = ticket_branch_name(ticket)
-    head, bundle = gitstore.workspace_export(workspace, base=base_sha)
+    head, bundle = gitstore.workspace_record(workspace, message=message, base=base_sha)
     mirror = scope_mirror(scope=scope, project=ticket.project)
     if bundle is not None:
         tip = gitstore.mirror_import(scope=scope, path=mirror, bundle=bundle)

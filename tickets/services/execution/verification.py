@@ -16,7 +16,6 @@ from omoi.leases import Held
 from sandboxes.models import AgentRun, AgentRunStatus
 from sandboxes.services.agent import agent_run_reply
 from sandboxes.services.events import events_batch, truncate_text
-from sandboxes.services.gitstore import workspace_commit
 from sandboxes.workspace import Workspace
 from tickets.checks import checks_pass, is_test_path, test_results_of
 from tickets.models import BlockedReason, Task
@@ -80,8 +79,9 @@ def task_verify(
     held.check()
     if passed:
         subject = task.title if ticket.spec_task_id else f"Ticket #{ticket.pk}: {task.title}"
-        workspace_commit(workspace, f"{subject}\n\n{summary}".strip())
-        work = repository.ticket_work_record(ticket=ticket, workspace=workspace, base_sha=run.base_sha)
+        work = repository.ticket_work_record(
+            ticket=ticket, workspace=workspace, base_sha=run.base_sha, message=f"{subject}\n\n{summary}".strip()
+        )
         code_changes = {
             "files": work.files,
             "diff_stat": work.diff_stat,

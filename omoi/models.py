@@ -88,3 +88,34 @@ class WorkerNode(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BudgetAccount(models.Model):
+    """What may be spent on model calls in one scope — a spec ("spec:12"), a task across its runs and
+    retries ("task:34"), a project on one day ("project:5:2026-12-02") — and what has been spent and
+    reserved. A call reserves its worst-case cost under this row's lock before it is made and
+    settles to its real cost when its turn commits (omoi/budgets.py), so calls running in parallel
+    cannot overshoot together."""
+
+    key = models.CharField(max_length=100, unique=True)
+    limit_usd = models.DecimalField(max_digits=12, decimal_places=6)
+    spent_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.spent_usd}/{self.limit_usd}"
+
+
+class BudgetReservation(models.Model):
+    """The reservation of one agent run's next model call, until its turn settles it. A run has at
+    most one; a stale one (a worker died mid-call) is released by the run's next reservation or by
+    the reconciler."""
+
+    agent_run = models.OneToOneField("sandboxes.AgentRun", on_delete=models.CASCADE, related_name="reservation")
+    accounts = models.JSONField(default=list)
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=6)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -172,6 +172,22 @@ OMOI_TASK_BUDGET_USD = env.float("OMOI_TASK_BUDGET_USD", default=5.0)
 OMOI_TASK_MAX_TURNS = env.int("OMOI_TASK_MAX_TURNS", default=40)
 OMOI_TASK_MAX_SECONDS = env.int("OMOI_TASK_MAX_SECONDS", default=3600)
 OMOI_TASK_MAX_VERIFICATIONS = env.int("OMOI_TASK_MAX_VERIFICATIONS", default=3)
+# Budgets (omoi/budgets.py): every model call reserves its worst-case cost on the task's account
+# (OMOI_TASK_BUDGET_USD, across its runs and retries), the spec's (Spec.budget_usd, else this) and
+# the project's day's, and is not made when one would go past its limit.
+OMOI_SPEC_BUDGET_USD = env.float("OMOI_SPEC_BUDGET_USD", default=25.0)
+OMOI_PROJECT_DAILY_BUDGET_USD = env.float("OMOI_PROJECT_DAILY_BUDGET_USD", default=100.0)
+
+# The guardian (sandboxes/guardian.py): when it steps in, and how patiently.
+OMOI_GUARDIAN_ENABLED = env.bool("OMOI_GUARDIAN_ENABLED", default=True)
+OMOI_GUARDIAN_REPEATS = env.int("OMOI_GUARDIAN_REPEATS", default=3)
+OMOI_GUARDIAN_ERROR_REPEATS = env.int("OMOI_GUARDIAN_ERROR_REPEATS", default=3)
+OMOI_GUARDIAN_ALTERNATIONS = env.int("OMOI_GUARDIAN_ALTERNATIONS", default=2)
+OMOI_GUARDIAN_IDLE_TURNS = env.int("OMOI_GUARDIAN_IDLE_TURNS", default=3)
+OMOI_GUARDIAN_NO_CHANGE_TURNS = env.int("OMOI_GUARDIAN_NO_CHANGE_TURNS", default=12)
+OMOI_GUARDIAN_SAME_FAILURES = env.int("OMOI_GUARDIAN_SAME_FAILURES", default=2)
+OMOI_GUARDIAN_COST_FACTOR = env.float("OMOI_GUARDIAN_COST_FACTOR", default=5.0)
+OMOI_GUARDIAN_PATIENCE = env.int("OMOI_GUARDIAN_PATIENCE", default=2)
 
 # --- Durable work (omoi/leases.py, omoi/reconcile.py, omoi/nodes.py) ------------------------
 # A step's lease: renewed every third of it while the step runs; a killed worker's step runs again

@@ -102,6 +102,11 @@ class AgentRun(models.Model):
     )
     turns = models.PositiveIntegerField(default=0)
     verifications = models.PositiveIntegerField(default=0)
+    guardian_level = models.PositiveSmallIntegerField(
+        default=0, help_text="The guardian's last step: 0 none, 1 nudged, 2 escalated, 3 stopped."
+    )
+    guardian_turn = models.PositiveIntegerField(default=0, help_text="The turn count at the guardian's last step.")
+    guardian_log = models.JSONField(default=list, blank=True, help_text="The guardian's steps and their findings.")
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
@@ -140,6 +145,55 @@ class AgentMessage(models.Model):
 
     def as_message(self) -> dict:
         return {"role": self.role, "content": self.content}
+
+
+class QueuedMessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    DISCARDED = "discarded", "Discarded"
+
+
+class QueuedMessage(models.Model):
+    """A message for a running agent (an operator's guidance, the guardian's warning): stored as
+    pending and delivered exactly once, at the next turn boundary, in the turn's own transaction —
+    it joins the last user message of the transcript, where the model saw it. A task's message goes
+    to whichever run of the task takes the next turn; a spec's, to its running planning phase."""
+
+    task = models.ForeignKey(
+        "tickets.Task", on_delete=models.CASCADE, null=True, blank=True, related_name="queued_messages"
+    )
+    spec = models.ForeignKey(
+        "specs.Spec", on_delete=models.CASCADE, null=True, blank=True, related_name="queued_messages"
+    )
+    run = models.ForeignKey(
+        AgentRun, on_delete=models.CASCADE, null=True, blank=True, related_name="queued_messages",
+        help_text="Set for the guardian's messages (to this run) and, for all, once delivered.",
+    )  # fmt: skip
+    source = models.CharField(max_length=16, default="operator")
+    author = models.CharField(max_length=150, blank=True)
+    text = models.TextField()
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=QueuedMessageStatus.choices, default=QueuedMessageStatus.PENDING)
+    delivered_turn = models.PositiveIntegerField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            choices_check("status", QueuedMessageStatus),
+            models.UniqueConstraint(
+                fields=["task", "idempotency_key"],
+                condition=Q(task__isnull=False) & ~Q(idempotency_key=""),
+                name="sandboxes_message_once_per_task_key",
+            ),
+            models.UniqueConstraint(
+                fields=["spec", "idempotency_key"],
+                condition=Q(task__isnull=True, spec__isnull=False) & ~Q(idempotency_key=""),
+                name="sandboxes_message_once_per_spec_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "task"], name="sandboxes_queued_pending")]
 
 
 class GitRef(models.Model):

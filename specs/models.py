@@ -61,6 +61,13 @@ class Spec(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     design = models.JSONField(default=dict, blank=True)
     require_approval = models.BooleanField(default=True)
+    budget_usd = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="What the spec's model calls may cost in all; empty: OMOI_SPEC_BUDGET_USD.",
+    )
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -25,15 +25,18 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from omoi.budgets import budget_reserve, budget_settle
 from omoi.faults import fault_point
 from omoi.llm import LLMProvider, UsageContext, get_provider, text_of, tool_uses_of, usage_record
+from omoi.llm.base import Usage, estimate_cost
 from omoi.nodes import current_node
 from omoi.text import storable, storable_json
-from sandboxes.models import AgentMessage, AgentRun, AgentRunStatus
+from sandboxes.models import AgentMessage, AgentRun, AgentRunStatus, QueuedMessage, QueuedMessageStatus
 from sandboxes.selectors import run_transcript
 from sandboxes.services.events import event_record, events_batch, truncate_text
 from sandboxes.tools import FILE_CHANGING_TOOLS, ToolResult, tool_execute
@@ -46,6 +49,49 @@ ACTIVE_RUN_STATUSES = (AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING)
 
 class AgentRunError(Exception):
     """The run cannot take this step (for example, it waits for a reply to a terminal call)."""
+
+
+class BudgetExceeded(Exception):
+    """The turn's model call would take an account past its budget: no call was made."""
+
+    def __init__(self, refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+def _pending_messages(run: AgentRun) -> list[QueuedMessage]:
+    """Messages waiting for this run's next turn: the guardian's to this run, an operator's to the
+    run's task (or, for a planning run, to its spec)."""
+    audience = Q(run_id=run.pk)
+    if run.task_id is not None:
+        audience |= Q(run__isnull=True, task_id=run.task_id)
+    elif run.spec_id is not None:
+        audience |= Q(run__isnull=True, task__isnull=True, spec_id=run.spec_id)
+    return list(QueuedMessage.objects.filter(audience, status=QueuedMessageStatus.PENDING).order_by("id"))
+
+
+def _injected_text(message: QueuedMessage) -> str:
+    if message.source == "guardian":
+        return message.text
+    who = f" from {message.author}" if message.author else ""
+    return f"[Message{who}, an operator of this run] {message.text}"
+
+
+def _with_injected(last: dict[str, Any], queued: list[QueuedMessage]) -> dict[str, Any]:
+    """The last user message with the queued messages appended as text blocks."""
+    content = last["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    return {"role": "user", "content": [*blocks, *({"type": "text", "text": _injected_text(m)} for m in queued)]}
+
+
+def call_estimate_usd(
+    *, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], model: str
+) -> Decimal:
+    """A call's worst-case cost: the input so far (over-counted at 3 characters a token) plus the
+    whole output allowance, at the model's prices."""
+    characters = len(system) + len(json.dumps(messages, default=str)) + len(json.dumps(tools, default=str))
+    usage = Usage(input_tokens=characters // 3 + 1, output_tokens=int(settings.OMOI_LLM_MAX_TOKENS))
+    return estimate_cost(model, usage)
 
 
 @dataclass
@@ -249,17 +295,30 @@ def agent_turn_run(
     ticket_id: int | None = None,
     provider: LLMProvider | None = None,
     before_tools: Callable[[], None] | None = None,
+    accounts: list | None = None,
 ) -> TurnOutcome:
     """Run the next turn of `run` (loaded by the caller, which holds its step's lease): one model
-    call, its tool calls, one commit. `before_tools` runs between the model call and the tools (the
-    caller's check that its lease still lives: it raises to stop). An LLMError from the provider
-    propagates with nothing changed."""
+    call, its tool calls, one commit. Messages queued for the run join the last user message, where
+    the model sees them, and are marked delivered in the turn's commit (exactly once). With
+    `accounts` (omoi.budgets), the call's worst-case cost is reserved first (BudgetExceeded, no
+    call, when an account is spent) and settled to its real cost in the commit. `before_tools`
+    runs between the model call and the tools (the caller's check that its lease still lives: it
+    raises to stop). An LLMError from the provider propagates with nothing changed."""
     if run.status != AgentRunStatus.RUNNING:
         return TurnOutcome(kind="stale", turns=run.turns)
     messages = run_messages(run)
     if messages and messages[-1].get("role") == "assistant":
         raise AgentRunError(f"agent run {run.pk} waits for agent_run_reply to its terminal tool call")
+    queued = _pending_messages(run) if messages else []
+    if queued:
+        messages = [*messages[:-1], _with_injected(messages[-1], queued)]
     provider = provider or get_provider()
+    if accounts:
+        model = getattr(provider, "model", "") or settings.OMOI_MODEL
+        estimate = call_estimate_usd(system=run.system_prompt, messages=messages, tools=tools, model=model)
+        refusal = budget_reserve(run_id=run.pk, accounts=accounts, amount_usd=estimate)
+        if refusal is not None:
+            raise BudgetExceeded(refusal)
     context = UsageContext(
         conversation_key=conversation_key,
         spec_id=run.spec_id,
@@ -294,7 +353,38 @@ def agent_turn_run(
                 new_messages.append({"role": "user", "content": terminal_nudge(terminal_tools)})
         else:
             pending = results
+        if queued:
+            delivered = set(
+                QueuedMessage.objects.select_for_update()
+                .filter(pk__in=[m.pk for m in queued], status=QueuedMessageStatus.PENDING)
+                .values_list("pk", flat=True)
+            )
+            AgentMessage.objects.filter(run_id=run.pk, position=locked.message_count - 1).update(
+                content=messages[-1]["content"]
+            )
+            QueuedMessage.objects.filter(pk__in=delivered).update(
+                status=QueuedMessageStatus.DELIVERED, run_id=run.pk, delivered_turn=turn, delivered_at=timezone.now()
+            )
+            for message in queued:
+                if message.pk in delivered:
+                    event_record(
+                        type="agent.message_injected",
+                        payload={
+                            "run": run.pk,
+                            "turn": turn,
+                            "message": message.pk,
+                            "source": message.source,
+                            "author": message.author,
+                            "text": truncate_text(message.text, EVENT_TEXT_LIMIT),
+                        },
+                        spec_id=run.spec_id,
+                        ticket_id=ticket_id,
+                        task_id=run.task_id,
+                        sandbox_id=run.sandbox_id,
+                    )
         _append(locked, new_messages)
+        if accounts:
+            budget_settle(run_id=run.pk, cost_usd=response.usage.cost_usd)
         AgentRun.objects.filter(pk=run.pk).update(
             message_count=locked.message_count,
             turns=turn,

@@ -26,8 +26,10 @@ from django.utils import timezone
 from omoi.leases import Held, work_enqueue
 from omoi.llm import LLMError
 from omoi.text import storable, storable_json
+from sandboxes.guardian import STOP
 from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus
 from sandboxes.services.agent import (
+    BudgetExceeded,
     agent_run_finish,
     agent_run_reply,
     agent_run_start,
@@ -36,6 +38,7 @@ from sandboxes.services.agent import (
 )
 from sandboxes.services.events import event_record, events_batch, truncate_text
 from sandboxes.services.sandbox import sandbox_acquire, sandbox_live, sandbox_release
+from sandboxes.services.watch import guardian_review
 from sandboxes.tools import READ_ONLY_TOOLS
 from specs import prompts
 from specs.models import Spec, SpecPhase, SpecRequirement, SpecStatus
@@ -292,6 +295,23 @@ def _active_run(spec_id: int, phase: str) -> AgentRun | None:
     )
 
 
+def planning_accounts(spec: Spec) -> list:
+    """The accounts planning's model calls are charged to: the spec and its project's day."""
+    from decimal import Decimal
+
+    from omoi.budgets import Account, project_day_key
+    from tickets.services.execution.runs import spec_budget_usd
+
+    return [
+        Account(key=f"spec:{spec.pk}", limit_usd=spec_budget_usd(spec), label="the spec"),
+        Account(
+            key=project_day_key(spec.project_id),
+            limit_usd=Decimal(str(settings.OMOI_PROJECT_DAILY_BUDGET_USD)),
+            label="the project today",
+        ),
+    ]
+
+
 def planning_workspace(*, spec: Spec):
     """The spec's planning sandbox (one for all of planning): the project's default branch,
     detached, made once from this worker's mirror of the repository."""
@@ -359,6 +379,11 @@ def planning_step(*, spec: Spec, held: Held) -> str:
                 error=f"the model did not call {submit_name} within {_max_turns()} turns",
             )
             return "failed"
+        review = guardian_review(run=run, changes_files=False)
+        if review.step == STOP:
+            agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason="stopped by the guardian")
+            _phase_fail(spec_id=spec.pk, phase=phase, held=held, error=review.message)
+            return "stuck"
         try:
             outcome = agent_turn_run(
                 run=run,
@@ -367,7 +392,12 @@ def planning_step(*, spec: Spec, held: Held) -> str:
                 terminal_tools={submit_name},
                 conversation_key=phase,
                 before_tools=held.check,
+                accounts=planning_accounts(spec),
             )
+        except BudgetExceeded as exc:
+            agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason=exc.refusal.message[:250])
+            _phase_fail(spec_id=spec.pk, phase=phase, held=held, error=exc.refusal.message)
+            return "budget"
         except LLMError as exc:
             if exc.transient:
                 raise

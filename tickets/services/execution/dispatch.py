@@ -29,10 +29,12 @@ from django.db import transaction
 from omoi.leases import Held, LeaseLost, WorkKind, lease_claim, work_enqueue, work_kind_register
 from omoi.nodes import node_queue
 from omoi.retry import describe_error, is_transient
+from sandboxes.guardian import STOP
 from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRunStatus, Sandbox
-from sandboxes.services.agent import AgentRunError
+from sandboxes.services.agent import AgentRunError, BudgetExceeded
 from sandboxes.services.events import events_batch
 from sandboxes.services.sandbox import SandboxElsewhere, sandbox_live, sandbox_release
+from sandboxes.services.watch import guardian_review
 from sandboxes.workspace import CommandRefused
 from tickets.models import BlockedReason, Phase, Task, TaskStatus, Ticket
 from tickets.selectors import dependencies_done
@@ -269,8 +271,30 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=reason)
             task_give_up(task_id=task.pk, reason=reason, blocked=blocked)
         return "limit"
+    review = guardian_review(
+        run=run, ticket_id=task.ticket_id, planned_files=list(task.ticket.spec_task.files or []) if
+        task.ticket.spec_task_id else None,
+    )  # fmt: skip
+    if review.step == STOP:
+        evidence = [{"type": "guardian", "content": {"findings": [f.as_dict() for f in review.findings]}}]
+        with events_batch():
+            held.assert_mine()
+            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="stopped by the guardian: the agent is stuck")
+            task_give_up(task_id=task.pk, reason=review.message, blocked=BlockedReason.STUCK, evidence=evidence)
+        return "stuck"
     try:
         outcome = runs.run_turn(run=run, task=task, workspace=workspace, held=held)
+    except BudgetExceeded as exc:
+        with events_batch():
+            held.assert_mine()
+            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason=exc.refusal.message)
+            task_give_up(
+                task_id=task.pk,
+                reason=exc.refusal.message,
+                blocked=BlockedReason.BUDGET,
+                evidence=[{"type": "budget", "content": exc.refusal.as_dict()}],
+            )
+        return "budget"
     except LLMError as exc:
         if exc.transient:
             raise

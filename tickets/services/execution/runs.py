@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from omoi.budgets import Account, project_day_key
 from omoi.leases import Held
 from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus
 from sandboxes.services.agent import (
@@ -147,17 +148,35 @@ def run_begin(*, task: Task) -> tuple[AgentRun, Workspace]:
 
 
 def run_limit(run: AgentRun) -> tuple[str, str] | None:
-    """(blocked reason, readable reason) when the run may not take another turn."""
+    """(blocked reason, readable reason) when the run may not take another turn: too many turns or
+    too long is `turn_limit` (what it costs is the budgets' business: `budget`)."""
     if run.turns >= settings.OMOI_TASK_MAX_TURNS:
         return BlockedReason.TURN_LIMIT, f"turn limit reached ({settings.OMOI_TASK_MAX_TURNS} turns)"
-    reason = agent_run_limit_reason(
-        run,
-        max_cost_usd=Decimal(str(settings.OMOI_TASK_BUDGET_USD)),
-        max_seconds=settings.OMOI_TASK_MAX_SECONDS,
-    )
+    reason = agent_run_limit_reason(run, max_seconds=settings.OMOI_TASK_MAX_SECONDS)
     if reason:
-        return (BlockedReason.BUDGET if reason.startswith("budget") else BlockedReason.TURN_LIMIT), reason
+        return BlockedReason.TURN_LIMIT, reason
     return None
+
+
+def spec_budget_usd(spec) -> Decimal:
+    return Decimal(str(spec.budget_usd if spec.budget_usd is not None else settings.OMOI_SPEC_BUDGET_USD))
+
+
+def task_accounts(task: Task) -> list[Account]:
+    """The accounts a task's model calls are charged to: the task (across its runs and retries),
+    its spec, its project's day."""
+    ticket = task.ticket
+    accounts = [
+        Account(key=f"task:{task.pk}", limit_usd=Decimal(str(settings.OMOI_TASK_BUDGET_USD)), label="the task"),
+        Account(
+            key=project_day_key(ticket.project_id),
+            limit_usd=Decimal(str(settings.OMOI_PROJECT_DAILY_BUDGET_USD)),
+            label="the project today",
+        ),
+    ]
+    if ticket.spec_id:
+        accounts.append(Account(key=f"spec:{ticket.spec_id}", limit_usd=spec_budget_usd(ticket.spec), label="the spec"))
+    return accounts
 
 
 def pending_finish(run: AgentRun) -> dict[str, Any] | None:
@@ -165,8 +184,10 @@ def pending_finish(run: AgentRun) -> dict[str, Any] | None:
 
 
 def run_turn(*, run: AgentRun, task: Task, workspace: Workspace, held: Held):
-    """One model turn of the task's run (the caller holds the ticket's lease)."""
+    """One model turn of the task's run (the caller holds the ticket's lease), charged to the task's
+    accounts."""
     return agent_turn_run(
+        accounts=task_accounts(task),
         run=run,
         workspace=workspace,
         tools=EXECUTION_TOOLS,

@@ -1,0 +1,146 @@
+"""Budgets that hold: before a model call, its worst-case cost (the input so far plus max_tokens, at
+the model's prices) is reserved on every account it is charged to — the task across its runs, the
+spec, the project's day — under those rows' locks; when the turn commits, the reservation is
+settled to the call's real cost. A call that would take an account past its limit is not made.
+Tickets running in parallel therefore never spend more than a spec's budget plus one call's
+reservation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from omoi.models import BudgetAccount, BudgetReservation
+
+MICRO = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account a call is charged to: its key, its limit (None: no limit), and its label for
+    people ("the spec", "the task", "the project today")."""
+
+    key: str
+    limit_usd: Decimal | None
+    label: str
+
+
+@dataclass(frozen=True)
+class BudgetRefusal:
+    """Why a call may not be made: the account, what it has spent and reserved, its limit, and what
+    the call was about to reserve."""
+
+    account: Account
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    limit_usd: Decimal
+    call_usd: Decimal
+
+    @property
+    def message(self) -> str:
+        return (
+            f"the budget of {self.account.label} is reached: ${self.spent_usd:.4f} spent"
+            f"{f' and ${self.reserved_usd:.4f} reserved' if self.reserved_usd else ''} of ${self.limit_usd:.4f}; "
+            f"the next model call could cost up to ${self.call_usd:.4f}"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "account": self.account.key,
+            "spent_usd": str(self.spent_usd),
+            "reserved_usd": str(self.reserved_usd),
+            "limit_usd": str(self.limit_usd),
+            "call_usd": str(self.call_usd),
+        }
+
+
+def project_day_key(project_id: int) -> str:
+    return f"project:{project_id}:{timezone.now().date().isoformat()}"
+
+
+def _release(reservation: BudgetReservation) -> None:
+    for key in reservation.accounts:
+        BudgetAccount.objects.filter(key=key).update(reserved_usd=F("reserved_usd") - reservation.amount_usd)
+    reservation.delete()
+
+
+@transaction.atomic
+def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal) -> BudgetRefusal | None:
+    """Reserve `amount_usd` for the run's next call on every account, or refuse (nothing reserved).
+    A reservation the run still holds (its last call never settled: a crash) is released first."""
+    amount_usd = Decimal(amount_usd).quantize(MICRO)
+    stale = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
+    ordered = sorted(accounts, key=lambda account: account.key)  # one lock order: no deadlock
+    rows = {}
+    for account in ordered:
+        row, _ = BudgetAccount.objects.get_or_create(
+            key=account.key, defaults={"limit_usd": account.limit_usd if account.limit_usd is not None else 0}
+        )
+        rows[account.key] = row
+    locked = {
+        row.key: row for row in BudgetAccount.objects.select_for_update().filter(key__in=list(rows)).order_by("key")
+    }
+    if stale is not None:
+        for key in stale.accounts:
+            if key in locked:
+                locked[key].reserved_usd -= stale.amount_usd
+        _release(stale)
+    for account in ordered:
+        row = locked[account.key]
+        if account.limit_usd is not None and row.limit_usd != account.limit_usd:
+            row.limit_usd = account.limit_usd
+            BudgetAccount.objects.filter(pk=row.pk).update(limit_usd=account.limit_usd)
+        if account.limit_usd is None:
+            continue
+        if row.spent_usd + row.reserved_usd + amount_usd > row.limit_usd:
+            return BudgetRefusal(
+                account=account,
+                spent_usd=row.spent_usd,
+                reserved_usd=row.reserved_usd,
+                limit_usd=row.limit_usd,
+                call_usd=amount_usd,
+            )
+    for account in ordered:
+        BudgetAccount.objects.filter(key=account.key).update(reserved_usd=F("reserved_usd") + amount_usd)
+    BudgetReservation.objects.create(agent_run_id=run_id, accounts=[a.key for a in ordered], amount_usd=amount_usd)
+    return None
+
+
+def budget_settle(*, run_id: int, cost_usd: Decimal) -> None:
+    """Inside the turn's transaction: the run's reservation becomes the call's real cost."""
+    cost_usd = Decimal(cost_usd).quantize(MICRO)
+    reservation = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
+    if reservation is None:
+        return
+    for key in sorted(reservation.accounts):
+        BudgetAccount.objects.filter(key=key).update(
+            reserved_usd=F("reserved_usd") - reservation.amount_usd, spent_usd=F("spent_usd") + cost_usd
+        )
+    reservation.delete()
+
+
+def budget_release(*, run_id: int) -> None:
+    """Give back a run's reservation without spending it (the run ended, the call was not made)."""
+    with transaction.atomic():
+        reservation = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
+        if reservation is not None:
+            _release(reservation)
+
+
+def budget_state(key: str) -> dict:
+    """An account as people read it: limit, spent, reserved, remaining (None when unknown)."""
+    row = BudgetAccount.objects.filter(key=key).first()
+    if row is None:
+        return {"limit_usd": None, "spent_usd": "0", "reserved_usd": "0", "remaining_usd": None}
+    remaining = max(row.limit_usd - row.spent_usd - row.reserved_usd, Decimal(0))
+    return {
+        "limit_usd": str(row.limit_usd),
+        "spent_usd": str(row.spent_usd),
+        "reserved_usd": str(row.reserved_usd),
+        "remaining_usd": str(remaining),
+    }

@@ -325,7 +325,7 @@ class Held:
             return "gave_up"
 
 
-def lease_claim(*, kind: str, object_id: int) -> Held | None:
+def lease_claim(*, kind: str, object_id: int, create: bool = False) -> Held | None:
     """Claim the step of `kind:object_id`: it must be waiting (and past its back-off) or its
     holder's lease must have expired. None when another worker holds it or there is nothing to do
     (a duplicate delivery, or work already finished). A step claimed too many times (workers keep
@@ -333,6 +333,20 @@ def lease_claim(*, kind: str, object_id: int) -> Held | None:
     now = timezone.now()
     owner = _owner_name()
     ttl = lease_seconds()
+    if create:
+        # A step run here and now (an API request): a lease row of our own when there is none.
+        Lease.objects.bulk_create(
+            [
+                Lease(
+                    kind=kind,
+                    object_id=object_id,
+                    owner="",
+                    enqueued_at=now,
+                    queue=WORK_KINDS[kind].route(object_id) if kind in WORK_KINDS else "",
+                )
+            ],
+            ignore_conflicts=True,
+        )
     due = (Q(owner="") & (Q(not_before__isnull=True) | Q(not_before__lte=now))) | Q(owner__gt="", expires_at__lt=now)
     claimed = (
         Lease.objects.filter(kind=kind, object_id=object_id)

@@ -128,6 +128,13 @@ class SpecUsageSerializer(serializers.Serializer):
     cost_usd = serializers.CharField(help_text="A decimal number of US dollars, as text.")
 
 
+class SpecBudgetSerializer(serializers.Serializer):
+    limit_usd = serializers.CharField(help_text="The spec's budget (Spec.budget_usd, else OMOI_SPEC_BUDGET_USD).")
+    spent_usd = serializers.CharField(help_text="What its model calls cost so far.")
+    reserved_usd = serializers.CharField(help_text="Held for calls being made now.")
+    remaining_usd = serializers.CharField()
+
+
 class SpecSerializer(serializers.ModelSerializer):
     """One spec: its own fields, counts of what it holds and links to page through it. Its
     requirements and tasks are at `links.requirements` and `links.tasks`, so the answer stays the
@@ -141,6 +148,7 @@ class SpecSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
+    budget = serializers.SerializerMethodField()
 
     class Meta:
         model = Spec
@@ -157,7 +165,10 @@ class SpecSerializer(serializers.ModelSerializer):
             "counts",
             "links",
             "usage",
+            "budget_usd",
+            "budget",
         ]
+        read_only_fields = ["budget_usd"]
 
     @extend_schema_field(serializers.DictField())
     def get_phase_data(self, spec: Spec) -> dict:
@@ -191,6 +202,23 @@ class SpecSerializer(serializers.ModelSerializer):
     @extend_schema_field(SpecUsageSerializer)
     def get_usage(self, spec: Spec) -> dict:
         return spec_usage(spec_id=spec.pk)
+
+    @extend_schema_field(SpecBudgetSerializer)
+    def get_budget(self, spec: Spec) -> dict:
+        from decimal import Decimal
+
+        from omoi.budgets import budget_state
+        from tickets.services.execution.runs import spec_budget_usd
+
+        state = budget_state(f"spec:{spec.pk}")
+        limit = spec_budget_usd(spec)
+        spent, reserved = Decimal(state["spent_usd"]), Decimal(state["reserved_usd"])
+        return {
+            "limit_usd": str(limit),
+            "spent_usd": str(spent),
+            "reserved_usd": str(reserved),
+            "remaining_usd": str(max(limit - spent - reserved, Decimal(0))),
+        }
 
 
 class SpecLaunchSerializer(serializers.Serializer):
@@ -250,3 +278,13 @@ class TranscriptSerializer(serializers.ModelSerializer):
 
     def get_messages(self, run: AgentRun) -> list[dict]:
         return [row.as_message() for row in run.transcript.all()]
+
+
+class BudgetSerializer(serializers.Serializer):
+    budget_usd = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        help_text="What the spec's model calls may cost in all, in US dollars; null: the default.",
+    )

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from omoi.api import Conflict, QuotaExceeded, UpstreamError
 from omoi.github import GitHubError
+from omoi.leases import lease_claim
 from omoi.schema import error_responses
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
@@ -22,6 +23,7 @@ from specs import selectors
 from specs.filters import SpecFilter
 from specs.models import Spec, SpecRequirement
 from specs.serializers import (
+    BudgetSerializer,
     EventSerializer,
     RequirementSerializer,
     RequirementUpdateSerializer,
@@ -33,10 +35,11 @@ from specs.serializers import (
 )
 from specs.services.bridge import SpecNotExecutable, spec_execute
 from specs.services.completion import PullRequestNotReady, spec_pull_request_open
-from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_replan
+from specs.services.planning import SPEC_KIND, SpecConflict, spec_approve, spec_cancel, spec_replan
 from specs.services.quotas import QuotaUsedUp, spec_launch_within_quota, spec_retry_within_quota
 from specs.services.requirements import RequirementInvalid, spec_requirement_update
 from tickets.selectors import projects_visible_to
+from tickets.serializers import MessageCreateSerializer, QueuedMessageSerializer
 
 EventsPage = inline_serializer(
     name="SpecEventsPage",
@@ -162,12 +165,30 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         """Retry the pull request step of a completed spec: push its branch and open the pull
         request (once: an existing one is found, not duplicated)."""
         spec = self.get_object()
+        if spec.status != "completed":
+            raise Conflict(
+                f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request",
+                extra={"status": spec.status},
+            )
+        if not spec.project.github_repo:
+            raise Conflict(
+                "the project names no GitHub repository (github_repo): there is no pull request to open; "
+                "the spec branch is pushed to the project's repository",
+                extra={"status": spec.status, "branch": spec.branch_name},
+            )
+        held = lease_claim(kind=SPEC_KIND, object_id=spec.pk, create=True)
+        if held is None:
+            raise Conflict("the spec's pull request step is running in a worker now; try again in a moment")
         try:
-            spec = spec_pull_request_open(spec_id=spec.pk)
+            spec = spec_pull_request_open(spec_id=spec.pk, held=held)
         except PullRequestNotReady as error:
+            held.fail(str(error), transient=False)
             raise Conflict(str(error), extra={"status": spec.status}) from error
         except (GitHubError, GitError) as error:
+            held.fail(str(error), transient=getattr(error, "transient", False))
             raise UpstreamError(str(error)) from error
+        finally:
+            held.release_local()
         return self._render(spec)
 
     @extend_schema(
@@ -190,6 +211,59 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 "last_sequence": events[-1].sequence if events else after,
             }
         )
+
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: QueuedMessageSerializer(many=True)},
+        operation_id="specs_messages_list",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=MessageCreateSerializer,
+        responses={201: QueuedMessageSerializer, 200: QueuedMessageSerializer, **error_responses(409)},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def messages(self, request: Request, pk=None) -> Response:
+        """Messages to the spec's planning agent. POST queues one while a planning phase runs,
+        delivered exactly once at its next turn (201; 200 with the first message when its
+        idempotency_key was seen; 409 when no planning conversation runs)."""
+        from sandboxes.models import QueuedMessage
+        from specs.services.planning import spec_message_send
+
+        spec = self.get_object()
+        if request.method == "GET":
+            messages = QueuedMessage.objects.filter(spec=spec, task__isnull=True).order_by("id")
+            return Response(QueuedMessageSerializer(messages, many=True).data)
+        serializer = MessageCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            message, created = spec_message_send(
+                spec_id=spec.pk,
+                text=serializer.validated_data["text"],
+                author=request.user.username,
+                idempotency_key=serializer.validated_data["idempotency_key"],
+            )
+        except SpecConflict as error:
+            raise Conflict(error.reason, extra={"status": spec.status, "current_phase": spec.current_phase}) from error
+        except ValueError as error:
+            raise ValidationError({"text": [str(error)]}) from error
+        return Response(
+            QueuedMessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+    @extend_schema(request=BudgetSerializer, responses={200: SpecSerializer})
+    @action(detail=True, methods=["post"])
+    def budget(self, request: Request, pk=None) -> Response:
+        """Set the spec's budget for model calls (null: the default, OMOI_SPEC_BUDGET_USD). Raising it
+        and retrying resumes work a budget stopped."""
+        from specs.services.planning import spec_budget_set
+
+        spec = self.get_object()
+        serializer = BudgetSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = spec_budget_set(spec_id=spec.pk, budget_usd=serializer.validated_data["budget_usd"], user=request.user)
+        return self._render(spec)
 
     @extend_schema(responses={200: RequirementSerializer(many=True)})
     @action(detail=True, methods=["get"], url_path="requirements")

@@ -81,6 +81,8 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("task-list", "get"): Entry("/api/v1/tasks?ticket={ticket}", 200, foreign="list"),
     ("task-detail", "get"): Entry("/api/v1/tasks/{task}", 200),
     ("task-retry", "post"): Entry("/api/v1/tasks/{failed_task}/retry", 200),
+    ("task-messages", "get"): Entry("/api/v1/tasks/{task}/messages", 200),
+    ("task-messages", "post"): Entry("/api/v1/tasks/{task}/messages", 201, {"text": "Use the helper in utils."}),
     ("spec-list", "get"): Entry("/api/v1/specs?project={project}", 200, foreign="list"),
     ("spec-launch", "post"): Entry("/api/v1/specs/launch", 201, {"project": "{project}", "idea": "Add tags"}, "body"),
     ("spec-detail", "get"): Entry("/api/v1/specs/{spec}", 200),
@@ -94,6 +96,10 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("spec-events", "get"): Entry("/api/v1/specs/{spec}/events?after=0", 200),
     ("spec-transcripts", "get"): Entry("/api/v1/specs/{spec}/transcripts", 200),
     ("spec-requirements", "get"): Entry("/api/v1/specs/{spec}/requirements", 200),
+    ("spec-messages", "get"): Entry("/api/v1/specs/{spec}/messages", 200),
+    # Not planning: no planning conversation to take it (what the route promises for this state).
+    ("spec-messages", "post"): Entry("/api/v1/specs/{spec}/messages", 409, {"text": "Keep it small."}),
+    ("spec-budget", "post"): Entry("/api/v1/specs/{spec}/budget", 200, {"budget_usd": "12.50"}),
     ("spec-tasks", "get"): Entry("/api/v1/specs/{spec}/tasks", 200),
     ("spec-requirement", "patch"): Entry("/api/v1/specs/{spec}/requirements/REQ-001", 200, {"title": "Renamed"}),
 }

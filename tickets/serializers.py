@@ -354,3 +354,39 @@ class BoardSerializer(serializers.Serializer):
     columns = BoardColumnSerializer(many=True)
     counts = serializers.DictField(child=serializers.IntegerField())
     total = serializers.IntegerField()
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    """A message to a running agent."""
+
+    text = serializers.CharField(max_length=10_000, help_text="What the agent should know, in plain words.")
+    idempotency_key = serializers.CharField(
+        max_length=200,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Send the same key again and the first message is answered instead of a second one.",
+    )
+
+
+class QueuedMessageSerializer(serializers.ModelSerializer):
+    """A message to an agent: pending until the next turn boundary, then delivered (once), with the
+    run and turn that carried it."""
+
+    class Meta:
+        from sandboxes.models import QueuedMessage
+
+        model = QueuedMessage
+        fields = [
+            "id",
+            "text",
+            "source",
+            "author",
+            "idempotency_key",
+            "status",
+            "run",
+            "delivered_turn",
+            "delivered_at",
+            "created_at",
+        ]
+        read_only_fields = fields

@@ -32,9 +32,11 @@ from tickets.serializers import (
     ContextSerializer,
     GateResultSerializer,
     GeneratedTasksSerializer,
+    MessageCreateSerializer,
     PhaseHistorySerializer,
     PhaseRequestSerializer,
     ProjectSerializer,
+    QueuedMessageSerializer,
     TaskSerializer,
     TicketCreateSerializer,
     TicketSerializer,
@@ -299,6 +301,46 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
         except InvalidTaskState as error:
             raise conflict_from(error) from error
         return Response(TaskSerializer(task).data)
+
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: QueuedMessageSerializer(many=True)},
+        operation_id="tasks_messages_list",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=MessageCreateSerializer,
+        responses={201: QueuedMessageSerializer, 200: QueuedMessageSerializer, **error_responses(409)},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def messages(self, request: Request, pk=None) -> Response:
+        """Messages to the task's agent. POST queues one, delivered exactly once at the run's next turn
+        (201; 200 with the first message when its idempotency_key was seen; 409 when the task's run is
+        over or the task has no agent)."""
+        from sandboxes.models import QueuedMessage
+        from tickets.services.messages import task_message_send
+
+        task = self.get_object()
+        if request.method == "GET":
+            messages = QueuedMessage.objects.filter(task=task).order_by("id")
+            return Response(QueuedMessageSerializer(messages, many=True).data)
+        serializer = MessageCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            message, created = task_message_send(
+                task_id=task.pk,
+                text=serializer.validated_data["text"],
+                author=request.user.username,
+                idempotency_key=serializer.validated_data["idempotency_key"],
+            )
+        except InvalidTaskState as error:
+            raise conflict_from(error) from error
+        except ValueError as error:
+            raise ValidationError({"text": [str(error)]}) from error
+        return Response(
+            QueuedMessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class BoardView(APIView):

@@ -34,6 +34,25 @@ def _block_dict(block: Any) -> dict[str, Any]:
     return data
 
 
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def cached_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The transcript with a cache breakpoint on its last block: a turn's prefix (everything up to
+    the newest message) is written to the prompt cache and the next turn reads it back instead of
+    paying for it again (the tools and the system prompt carry breakpoints of their own). The
+    stored transcript is not changed."""
+    if not messages:
+        return messages
+    last = messages[-1]
+    content = last.get("content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content or []]
+    if not blocks:
+        return messages
+    blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+    return [*messages[:-1], {**last, "content": blocks}]
+
+
 def _transient(exc: Exception) -> bool:
     """Whether trying again later may help: timeouts, connections, 408/409/429 and 5xx (529 too)."""
     if isinstance(exc, anthropic.APIConnectionError | anthropic.APITimeoutError):
@@ -117,12 +136,12 @@ class AnthropicProvider:
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens or self.max_tokens,
-            "messages": messages,
+            "messages": cached_messages(messages),
         }
         if system:
-            request["system"] = system
+            request["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
         if tools:
-            request["tools"] = tools
+            request["tools"] = [*tools[:-1], {**tools[-1], "cache_control": EPHEMERAL}]
         try:
             message = self.client.messages.create(**request, timeout=self.timeout_s)
         except anthropic.AnthropicError as exc:

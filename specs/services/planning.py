@@ -580,3 +580,61 @@ def _phase_fail(*, spec_id: int, phase: str, held: Held | None, error: str, prob
             agent_run_finish(run_id=run.pk, status=AgentRunStatus.FAILED, stop_reason=truncate_text(error, 250))
         _release_planning_sandbox_on_commit(spec.pk)
     return True
+
+
+def spec_message_send(*, spec_id: int, text: str, author: str, idempotency_key: str = ""):
+    """Queue `text` for the spec's planning agent, delivered exactly once at the next turn of the
+    running phase. Returns (message, created); a repeated idempotency_key answers the first message.
+    SpecConflict unless a planning phase with a conversation runs."""
+    from django.db import IntegrityError
+
+    from sandboxes.models import QueuedMessage
+
+    text = storable(text.strip(), 10_000)
+    if not text:
+        raise ValueError("the message is empty")
+    key = storable(idempotency_key.strip(), 200)
+    with transaction.atomic():
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
+        if key:
+            existing = QueuedMessage.objects.filter(spec_id=spec.pk, task__isnull=True, idempotency_key=key).first()
+            if existing is not None:
+                return existing, False
+        if spec.status != S.PLANNING or spec.current_phase not in CONVERSATION_PHASES:
+            raise SpecConflict(
+                f"only a spec in a planning conversation takes messages; this spec is {spec.status} "
+                f"({spec.current_phase})"
+            )
+        try:
+            with transaction.atomic():
+                message = QueuedMessage.objects.create(
+                    spec_id=spec.pk, source="operator", author=author, text=text, idempotency_key=key
+                )
+        except IntegrityError:
+            return QueuedMessage.objects.get(spec_id=spec.pk, task__isnull=True, idempotency_key=key), False
+        event_record(
+            type="agent.message_queued",
+            payload={"message": message.pk, "author": author, "text": truncate_text(text, 2000)},
+            spec_id=spec.pk,
+        )
+    return message, True
+
+
+def spec_budget_set(*, spec_id: int, budget_usd, user) -> Spec:
+    """Set the spec's budget (raising it and retrying resumes work a budget stopped)."""
+    from decimal import Decimal
+
+    from omoi.models import BudgetAccount
+    from tickets.services.execution.runs import spec_budget_usd
+
+    with transaction.atomic():
+        spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
+        spec.budget_usd = Decimal(budget_usd) if budget_usd is not None else None
+        spec.save(update_fields=["budget_usd", "updated_at"])
+        BudgetAccount.objects.filter(key=f"spec:{spec.pk}").update(limit_usd=spec_budget_usd(spec))
+        event_record(
+            type="spec.budget_changed",
+            payload={"budget_usd": str(spec_budget_usd(spec)), "actor": _actor(user)},
+            spec_id=spec.pk,
+        )
+    return spec

@@ -185,3 +185,52 @@ def test_without_an_api_key_the_provider_says_how_to_configure_one(settings):
         get_provider("anthropic")
 
     assert str(error.value) == "ANTHROPIC_API_KEY is not set: set it to use Claude, or set OMOI_LLM_PROVIDER=replay"
+
+
+def test_requests_mark_the_system_prompt_the_tools_and_the_transcript_for_caching_and_usage_keeps_cache_fields(
+    db, claude, messages_api
+):
+    from omoi.llm import UsageContext
+
+    messages_api.reply_message(
+        [{"type": "text", "text": "ok"}],
+        stop_reason="end_turn",
+        usage={
+            "input_tokens": 12,
+            "output_tokens": 3,
+            "cache_creation_input_tokens": 2048,
+            "cache_read_input_tokens": 4096,
+        },
+    )
+    transcript = [
+        {"role": "user", "content": "Read the file."},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": "a"}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "hello"}]},
+    ]
+    tools = [
+        {"name": "read_file", "description": "read", "input_schema": {"type": "object"}},
+        {"name": "finish", "description": "end", "input_schema": {"type": "object"}},
+    ]
+
+    response = claude.complete(
+        system="You are an engineer.", messages=transcript, tools=tools, context=UsageContext(conversation_key="x")
+    )
+
+    body = messages_api.requests[0]["body"]
+    assert body["system"] == [{"type": "text", "text": "You are an engineer.", "cache_control": {"type": "ephemeral"}}]
+    assert "cache_control" not in body["tools"][0] and body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in str(message) for message in body["messages"][:-1])
+    assert transcript[-1]["content"][-1] == {"type": "tool_result", "tool_use_id": "t1", "content": "hello"}
+    usage = response.usage
+    assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (2048, 4096)
+    # Cache writes cost 1.25 times input, reads a tenth: both count in the call's cost.
+    from decimal import Decimal
+
+    from omoi.llm.base import Usage, estimate_cost
+
+    assert usage.cost_usd == estimate_cost(response.model, Usage(12, 3, 2048, 4096))
+    assert usage.cost_usd > estimate_cost(response.model, Usage(12, 3)) + Decimal("0.001")

@@ -33,14 +33,19 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "omoi",
     "sandboxes",
     "tickets",
     "specs",
+    "web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS, Swagger UI, the web application's) in every mode, without a
+    # separate web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,6 +56,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "omoi.urls"
 WSGI_APPLICATION = "omoi.wsgi.application"
+# Omoi is served by an ASGI server (uvicorn): event streams are long-lived responses.
+ASGI_APPLICATION = "omoi.asgi.application"
 APPEND_SLASH = False
 
 TEMPLATES = [
@@ -96,8 +103,18 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Dates and times with seconds, everywhere (admin included): omoi/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["omoi.formats"]
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves what `collectstatic` gathered and, without it (`make web`), finds the files in
+# the apps directly, so the admin and Swagger UI are styled with default settings.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:projects"
+LOGOUT_REDIRECT_URL = "web:login"
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -118,6 +135,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Spec-driven autonomous software development: specs, tickets, agent runs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's assets come from drf-spectacular-sidecar, served here: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # One schema name per vocabulary, however many fields use it.
     "ENUM_NAME_OVERRIDES": {
         "PhaseEnum": "tickets.models.Phase",
@@ -137,6 +158,12 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_DIR = DATA_DIR / "broker"
 CELERY_VISIBILITY_TIMEOUT = env.int("OMOI_BROKER_VISIBILITY_TIMEOUT", default=3600)
+
+# --- Event streams (GET /api/v1/specs/{id}/stream) ------------------------------------------
+# One poller per server process reads new events for every spec that has a listener, in one
+# query per interval; a comment goes out on idle streams every keep-alive interval.
+OMOI_STREAM_POLL_S = env.float("OMOI_STREAM_POLL_S", default=0.5)
+OMOI_STREAM_KEEPALIVE_S = env.float("OMOI_STREAM_KEEPALIVE_S", default=15.0)
 
 # --- The language model ---------------------------------------------------------------------
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")

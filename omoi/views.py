@@ -1,5 +1,7 @@
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from omoi.celery import app as celery_app
@@ -39,3 +41,25 @@ def healthz(request):
         "broker": {"ok": broker, "detail": broker_detail},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Paths under /api/ that name no endpoint: a JSON 404, like every other API error."""
+    return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "internal server error"}, status=500)
+    return defaults.server_error(request)

@@ -4,19 +4,22 @@ the reason."""
 
 from __future__ import annotations
 
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from omoi.api import Conflict, UpstreamError
 from omoi.github import GitHubError
 from sandboxes.git import GitError
-from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
+from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after, last_sequence
+from sandboxes.streaming import spec_event_stream
 from specs import selectors
 from specs.models import Spec, SpecRequirement
 from specs.serializers import (
@@ -41,17 +44,29 @@ EventsPage = inline_serializer(
 TranscriptsPage = inline_serializer(name="SpecTranscripts", fields={"results": TranscriptSerializer(many=True)})
 
 
-def _non_negative_int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+def _non_negative_int(request: Request, name: str, default: int, raw: str | None = None) -> int:
+    raw = request.query_params.get(name) if raw is None else raw
     if raw in (None, ""):
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]}) from None
+        raise ValidationError({name: [f"must be a whole number, not {raw[:40]!r}"]}) from None
     if value < 0:
         raise ValidationError({name: ["must be 0 or more"]})
     return value
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets a client that asks for `text/event-stream` (a browser's EventSource) reach the stream;
+    the stream's body is written by the view, and its errors are rendered as JSON."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return JSONRenderer().render(data)
 
 
 class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -69,6 +84,12 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_serializer_class(self):
         return SpecListSerializer if self.action == "list" else SpecSerializer
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if getattr(self, "action", None) == "stream" and isinstance(response, Response):
+            # An error from the stream endpoint (404, 400, 401) is JSON, whatever was accepted.
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _render(self, spec: Spec, code: int = status.HTTP_200_OK) -> Response:
         spec = selectors.spec_detail(user=self.request.user).get(pk=spec.pk)
@@ -145,8 +166,16 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], url_path="create-pr")
     def create_pr(self, request: Request, pk=None) -> Response:
         """Retry the pull request step of a completed spec: push its branch and open the pull
-        request (once: an existing one is found, not duplicated)."""
+        request (once: an existing one is found, not duplicated). 409 when the project names no
+        GitHub repository, since there is nowhere to open one."""
         spec = self.get_object()
+        if not spec.project.github_repo:
+            raise Conflict(
+                f"project {spec.project.name!r} names no GitHub repository (github_repo), so no pull request can "
+                f"be opened; the spec's branch {spec.branch_name or '(none yet)'} is pushed to the project's "
+                "repository when the spec completes",
+                extra={"status": spec.status, "branch": spec.branch_name},
+            )
         try:
             spec = spec_pull_request_open(spec_id=spec.pk)
         except PullRequestNotReady as error:
@@ -175,6 +204,44 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 "last_sequence": events[-1].sequence if events else after,
             }
         )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="Start after this sequence (default 0)."),
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.INT,
+                location=OpenApiParameter.HEADER,
+                description="Resume after this sequence; sent by EventSource on reconnection, wins over `after`.",
+            ),
+        ],
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def stream(self, request: Request, pk=None) -> StreamingHttpResponse:
+        """The spec's events as Server-Sent Events, live: `id:` the sequence, `event:` the type,
+        `data:` the event as JSON (as in `events`). Resume with `Last-Event-ID` or `?after=N`;
+        a comment every few seconds keeps idle connections open; after a settled spec's last
+        event (completed with its pull request step done, failed, cancelled) an `end` event
+        closes the stream."""
+        spec = self.get_object()
+        header = request.headers.get("Last-Event-ID")
+        if header is not None and header.strip():
+            after = _non_negative_int(request, "Last-Event-ID", 0, raw=header.strip())
+        else:
+            after = _non_negative_int(request, "after", 0)
+        response = StreamingHttpResponse(
+            spec_event_stream(
+                spec_id=spec.pk,
+                after=after,
+                latest=last_sequence(spec_id=spec.pk),
+                settled=selectors.specs_settled,
+            ),
+            content_type="text/event-stream; charset=utf-8",
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
 
     @extend_schema(responses={200: TranscriptsPage})
     @action(detail=True, methods=["get"])

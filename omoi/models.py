@@ -26,3 +26,7 @@ class LLMUsage(models.Model):
         verbose_name = "LLM usage"
         verbose_name_plural = "LLM usage"
         indexes = [models.Index(fields=["spec", "phase"], name="omoi_usage_spec_phase")]
+
+    def __str__(self) -> str:
+        what = f" for {self.phase}" if self.phase else ""
+        return f"{self.model}{what}: {self.input_tokens + self.output_tokens} tokens"

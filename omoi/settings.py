@@ -107,7 +107,8 @@ USE_TZ = True
 FORMAT_MODULE_PATH = ["omoi.formats"]
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("OMOI_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # WhiteNoise serves what `collectstatic` gathered and, without it (`make web`), finds the files in
 # the apps directly, so the admin and Swagger UI are styled with default settings.
 WHITENOISE_USE_FINDERS = True

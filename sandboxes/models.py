@@ -103,6 +103,10 @@ class AgentRun(models.Model):
             models.Index(fields=["status", "updated_at"], name="sandboxes_run_status_time"),
         ]
 
+    def __str__(self) -> str:
+        what = f"{self.phase} " if self.phase else ""
+        return f"{what}run {self.pk} ({self.get_status_display().lower()}, {self.turns} turns)"
+
 
 class EventCounter(models.Model):
     """The last sequence number handed out for a spec's event stream. Incrementing it locks the

@@ -4,7 +4,7 @@ action that calls the workflow services, which report refusals as messages."""
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from omoi.admin import ReadOnlyInline
+from omoi.admin import ModelAdmin, ReadOnlyInline
 from tickets import services
 from tickets.errors import TicketError
 from tickets.models import (
@@ -60,7 +60,7 @@ class DependencyInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ModelAdmin):
     list_display = ["id", "name", "owner", "repository", "default_branch", "github_repo", "created_at"]
     list_select_related = ["owner"]
     search_fields = ["name", "repository", "github_repo", "owner__username"]
@@ -69,7 +69,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ModelAdmin):
     list_display = ["id", "title", "project", "spec", "phase", "priority", "is_blocked"]
     list_select_related = ["project", "spec"]
     list_filter = ["project", "phase", ("blocked_reason", admin.EmptyFieldListFilter), "blocked_reason", "priority"]
@@ -139,7 +139,7 @@ class TicketAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ModelAdmin):
     list_display = ["id", "task_type", "ticket", "phase", "executor", "status", "attempts", "updated_at"]
     list_select_related = ["ticket"]
     list_filter = ["status", "phase", "executor", "task_type"]
@@ -162,7 +162,7 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseHistory)
-class PhaseHistoryAdmin(admin.ModelAdmin):
+class PhaseHistoryAdmin(ModelAdmin):
     list_display = ["id", "ticket", "from_phase", "to_phase", "actor", "created_at"]
     list_select_related = ["ticket"]
     list_filter = ["to_phase", "from_phase"]
@@ -176,7 +176,7 @@ class PhaseHistoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseGateArtifact)
-class PhaseGateArtifactAdmin(admin.ModelAdmin):
+class PhaseGateArtifactAdmin(ModelAdmin):
     list_display = ["id", "ticket", "phase", "artifact_type", "path", "collected_by", "collected_at"]
     list_select_related = ["ticket"]
     list_filter = ["phase", "artifact_type"]
@@ -185,7 +185,7 @@ class PhaseGateArtifactAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseGateResult)
-class PhaseGateResultAdmin(admin.ModelAdmin):
+class PhaseGateResultAdmin(ModelAdmin):
     list_display = ["id", "ticket", "phase", "status", "validated_by", "validated_at"]
     list_select_related = ["ticket"]
     list_filter = ["phase", "status"]

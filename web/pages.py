@@ -161,6 +161,7 @@ def board_page(*, project: Project, spec: Spec | None = None) -> dict[str, Any]:
         keys = dict(Spec.objects.filter(project=project).values_list("pk", "title"))
     for card in cards:
         card["spec_title"] = keys.get(card["spec_id"], "")
+        card["label"] = card["title"].removeprefix(f"{card['key']}: ") if card["key"] else card["title"]
     return {
         "project": project,
         "spec": spec,
@@ -211,7 +212,7 @@ def run_page(run: AgentRun) -> dict[str, Any]:
     return {
         "run": run,
         "after": after,
-        "messages": list(enumerate(messages)),
+        "transcript_messages": list(enumerate(messages)),
         "message_count": len(messages),
         "verifications": verifications,
         "live": run.status in ("running", "verifying"),
@@ -221,4 +222,4 @@ def run_page(run: AgentRun) -> dict[str, Any]:
 def run_messages(run: AgentRun, start: int) -> dict[str, Any]:
     messages = run_transcript(run=run)
     start = max(0, min(start, len(messages)))
-    return {"run": run, "messages": list(enumerate(messages))[start:], "message_count": len(messages)}
+    return {"run": run, "transcript_messages": list(enumerate(messages))[start:], "message_count": len(messages)}

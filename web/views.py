@@ -24,6 +24,7 @@ CONTROLS = {
     "retry": (spec_retry, "Resumed where it failed."),
     "replan": (spec_replan, "Re-planning design and tasks."),
 }
+SPEC_PARTS = {"summary": "web/_spec_summary.html", "details": "web/_spec_details.html"}
 PROJECT_FIELDS = ("name", "repository", "default_branch", "github_repo", "test_command")
 
 
@@ -134,10 +135,10 @@ def spec(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def spec_body(request: HttpRequest, pk: int) -> HttpResponse:
-    """The spec page's body (or, with ?part=summary, its summary) alone: fetched again by the
-    page when the spec's events say it changed."""
+    """A part of the spec page alone (?part=summary or details; both without it): fetched again
+    by the page when the spec's events say it changed."""
     spec = pages.spec_for(request.user, pk)
-    template = "web/_spec_summary.html" if request.GET.get("part") == "summary" else "web/_spec_body.html"
+    template = SPEC_PARTS.get(request.GET.get("part", ""), "web/_spec_body.html")
     return render(request, template, pages.spec_page(request.user, spec))
 
 

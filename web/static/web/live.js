@@ -8,7 +8,7 @@
 
   var config = document.getElementById("omoi-streams");
   var board = document.getElementById("board");
-  var body = document.getElementById("spec-body") || document.getElementById("spec-summary");
+  var parts = Array.prototype.slice.call(document.querySelectorAll("[data-refresh-url]"));
   var transcript = document.getElementById("transcript");
   var liveState = document.getElementById("live-state");
 
@@ -73,11 +73,11 @@
         replace(board, board.getAttribute("data-cards-url"));
       }, 250)
     : function () {};
-  var refreshBody = body
-    ? debounce(function () {
-        replace(body, body.getAttribute("data-body-url"));
-      }, 400)
-    : function () {};
+  var refreshBody = debounce(function () {
+    parts.forEach(function (part) {
+      replace(part, part.getAttribute("data-refresh-url"));
+    });
+  }, 400);
 
   var refreshTranscript = transcript
     ? debounce(function () {
@@ -148,7 +148,7 @@
         refreshBoard();
       }
     }
-    if (body && (type.indexOf("spec.") === 0 || type === "ticket.transitioned" || type === "task.verified" ||
+    if (parts.length && (type.indexOf("spec.") === 0 || type === "ticket.transitioned" || type === "task.verified" ||
         type === "task.failed")) {
       refreshBody();
     }

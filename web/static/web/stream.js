@@ -29,6 +29,7 @@
     this.base = question < 0 ? url : url.slice(0, question);
     var match = /[?&]after=(\d+)/.exec(url);
     this.last = match ? parseInt(match[1], 10) : 0;
+    this.start = this.last;
     this.handlers = handlers || {};
     this.received = [];
     this.opened = 0;

@@ -1,0 +1,146 @@
+"""The web application in a real browser: headless Chromium (Selenium) against a real uvicorn
+process, with a real Celery worker doing the work (the model is the demo's replay script) and a
+local server speaking GitHub's API. A user logs in, creates a project, launches an idea, approves
+the plan on the spec page, and watches the board's cards reach DONE and the pull request link
+appear, without reloading, while the server is restarted under the page (the event stream
+resumes where it dropped). A screenshot of the board is written to var/screenshots/."""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from sandboxes.models import SandboxEvent
+from specs.models import Spec
+from tests.e2e.conftest import make_sample_repository
+
+pytestmark = pytest.mark.worker
+
+IDEA = "Add word statistics to textkit: count the words in a text and list its most frequent words."
+SCRIPT = Path(settings.BASE_DIR) / "samples" / "textkit.replay.json"
+SCREENSHOTS = Path(settings.DATA_DIR) / "screenshots"
+
+
+def _fill(driver, name: str, value: str) -> None:
+    field = driver.find_element(By.NAME, name)
+    field.clear()
+    field.send_keys(value)
+
+
+def _cards(driver, column: str) -> list[str]:
+    return [
+        card.get_attribute("id")
+        for card in driver.find_elements(By.CSS_SELECTOR, f'#board [data-column="{column}"] .card')
+    ]
+
+
+def test_launch_approve_and_watch_the_board_live(
+    chromium, asgi_server, start_worker, fake_github, execution_env, tmp_path
+):
+    repository = make_sample_repository(tmp_path / "textkit")
+    environment = {**execution_env, "OMOI_REPLAY_SCRIPT": str(SCRIPT), "GITHUB_API_URL": fake_github.url}
+    worker = start_worker(env=environment)
+    server = asgi_server(env=environment)
+    # The server checks passwords with the default hashers (the suite's MD5 is this process's only).
+    get_user_model().objects.create(
+        username="carol", password=make_password("carol-password-1", hasher=PBKDF2PasswordHasher())
+    )
+    driver = chromium
+    wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+
+    # Log in.
+    driver.get(f"{server.url}/")
+    assert driver.current_url == f"{server.url}/login/?next=/"
+    _fill(driver, "username", "carol")
+    _fill(driver, "password", "carol-password-1")
+    driver.find_element(By.CSS_SELECTOR, "form.form button[type=submit]").click()
+    wait.until(lambda d: d.find_elements(By.ID, "project-form"))
+
+    # Create a project on the sample repository.
+    _fill(driver, "name", "textkit")
+    _fill(driver, "repository", str(repository))
+    _fill(driver, "github_repo", "acme/textkit")
+    driver.find_element(By.CSS_SELECTOR, "#project-form button[type=submit]").click()
+    wait.until(lambda d: d.find_elements(By.ID, "launch-form"))
+    assert driver.find_element(By.TAG_NAME, "h1").text == "textkit"
+
+    # Launch the idea; it waits for approval.
+    _fill(driver, "idea", IDEA)
+    assert driver.find_element(By.NAME, "require_approval").is_selected()
+    driver.find_element(By.CSS_SELECTOR, "#launch-form button[type=submit]").click()
+    wait.until(lambda d: d.find_elements(By.ID, "spec-status"))
+    spec = Spec.objects.get(project__name="textkit")
+    assert driver.current_url == f"{server.url}/specs/{spec.pk}/"
+
+    # Planning happens while the page is open: the Approve button appears without a reload.
+    driver.execute_script("window.omoiMarker = 'planning page';")
+    WebDriverWait(driver, 120, poll_frequency=0.3).until(
+        lambda d: d.find_elements(By.ID, "control-approve"), message=f"no Approve button\n{worker.log()}"
+    )
+    assert driver.execute_script("return window.omoiMarker") == "planning page"
+    assert driver.find_element(By.ID, "spec-status").text == "Planning complete"
+    assert "REQ-001" in driver.find_element(By.ID, "requirements").text
+    assert _cards(driver, "BACKLOG") == []
+
+    # Approve on the spec page (a form post through the planning service); then no more reloads.
+    driver.find_element(By.ID, "control-approve").click()
+    wait.until(lambda d: "Approved: its tasks become tickets." in d.find_element(By.CLASS_NAME, "flash").text)
+    driver.execute_script("window.omoiMarker = 'approved page';")
+    first_after = driver.execute_script("return window.omoiStreams[0].start")
+
+    # The cards appear and move; once one is past REQUIREMENTS, the server restarts under the page.
+    WebDriverWait(driver, 120, poll_frequency=0.3).until(
+        lambda d: _cards(d, "IMPLEMENTATION") or _cards(d, "TESTING") or _cards(d, "DEPLOYMENT") or _cards(d, "DONE"),
+        message=f"no card reached IMPLEMENTATION\n{worker.log()}",
+    )
+    server.stop()
+    server.start()
+    WebDriverWait(driver, 30, poll_frequency=0.3).until(
+        lambda d: d.execute_script("return window.omoiStreams[0].opened") >= 2,
+        message="the stream did not reconnect after the server restarted",
+    )
+
+    # Every card reaches DONE and the pull request link appears, on the same page.
+    WebDriverWait(driver, 240, poll_frequency=0.5).until(
+        lambda d: len(_cards(d, "DONE")) == 2 and d.find_elements(By.ID, "pull-request"),
+        message=f"the board did not finish\n{worker.log()}\n{server.log()}",
+    )
+    assert driver.execute_script("return window.omoiMarker") == "approved page"
+    link = driver.find_element(By.ID, "pull-request")
+    assert link.get_attribute("href") == fake_github.pulls[0]["html_url"]
+    assert driver.find_element(By.ID, "spec-status").text == "Completed"
+    for column in ("BACKLOG", "REQUIREMENTS", "DESIGN", "IMPLEMENTATION", "TESTING", "DEPLOYMENT", "BLOCKED"):
+        assert _cards(driver, column) == [], column
+    counts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#board [data-column]'))"
+        ".map(c => [c.dataset.column, c.querySelector('.count').textContent])"
+    )
+    assert dict(counts)["DONE"] == "2"
+
+    # The stream delivered each event once, in order, across the restart: exactly the spec's events
+    # of the types the page listens to, from where the page started up to the last one received.
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return window.omoiStreams[0].ended"))
+    received = driver.execute_script("return window.omoiStreams[0].received")
+    types = driver.execute_script("return window.OmoiStream.TYPES")
+    expected = list(
+        SandboxEvent.objects.filter(spec=spec, sequence__gt=first_after, sequence__lte=max(received), type__in=types)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)
+    )
+    assert received == expected
+    assert "spec.pull_request_opened" in set(
+        SandboxEvent.objects.filter(spec=spec, sequence__in=received).values_list("type", flat=True)
+    )
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    board = driver.find_element(By.ID, "spec-board")
+    driver.execute_script("arguments[0].scrollIntoView();", board)
+    board.screenshot(str(SCREENSHOTS / "board.png"))
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1600, min(height + 200, 8000))
+    driver.get_screenshot_as_file(str(SCREENSHOTS / "spec.png"))
+    assert (SCREENSHOTS / "board.png").stat().st_size > 10_000

@@ -14,11 +14,11 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from sandboxes.models import SandboxEvent
+from sandboxes.models import AgentRun, SandboxEvent
+from sandboxes.services.events import event_record
 from specs.models import Spec
 from tests.e2e.conftest import make_sample_repository
-
-pytestmark = pytest.mark.worker
+from tickets.models import Project, Task, Ticket
 
 IDEA = "Add word statistics to textkit: count the words in a text and list its most frequent words."
 SCRIPT = Path(settings.BASE_DIR) / "samples" / "textkit.replay.json"
@@ -38,6 +38,20 @@ def _cards(driver, column: str) -> list[str]:
     ]
 
 
+def _log_in(driver, server, username: str = "carol") -> None:
+    # The server checks passwords with the default hashers (the suite's MD5 is this process's only).
+    get_user_model().objects.create(
+        username=username, password=make_password("carol-password-1", hasher=PBKDF2PasswordHasher())
+    )
+    driver.get(f"{server.url}/")
+    assert driver.current_url == f"{server.url}/login/?next=/"
+    _fill(driver, "username", username)
+    _fill(driver, "password", "carol-password-1")
+    driver.find_element(By.CSS_SELECTOR, "form.form button[type=submit]").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "project-form"))
+
+
+@pytest.mark.worker
 def test_launch_approve_and_watch_the_board_live(
     chromium, asgi_server, start_worker, fake_github, execution_env, tmp_path
 ):
@@ -45,20 +59,9 @@ def test_launch_approve_and_watch_the_board_live(
     environment = {**execution_env, "OMOI_REPLAY_SCRIPT": str(SCRIPT), "GITHUB_API_URL": fake_github.url}
     worker = start_worker(env=environment)
     server = asgi_server(env=environment)
-    # The server checks passwords with the default hashers (the suite's MD5 is this process's only).
-    get_user_model().objects.create(
-        username="carol", password=make_password("carol-password-1", hasher=PBKDF2PasswordHasher())
-    )
     driver = chromium
     wait = WebDriverWait(driver, 30, poll_frequency=0.2)
-
-    # Log in.
-    driver.get(f"{server.url}/")
-    assert driver.current_url == f"{server.url}/login/?next=/"
-    _fill(driver, "username", "carol")
-    _fill(driver, "password", "carol-password-1")
-    driver.find_element(By.CSS_SELECTOR, "form.form button[type=submit]").click()
-    wait.until(lambda d: d.find_elements(By.ID, "project-form"))
+    _log_in(driver, server)
 
     # Create a project on the sample repository.
     _fill(driver, "name", "textkit")
@@ -144,3 +147,59 @@ def test_launch_approve_and_watch_the_board_live(
     driver.set_window_size(1600, min(height + 200, 8000))
     driver.get_screenshot_as_file(str(SCREENSHOTS / "spec.png"))
     assert (SCREENSHOTS / "board.png").stat().st_size > 10_000
+
+
+def test_a_running_agent_s_transcript_and_the_project_board_follow_events(chromium, asgi_server, tmp_path):
+    """Without a worker, the test writes what a worker would (rows, then their events) and the
+    open pages follow: the run page's transcript and verifications, the project board's card."""
+    server = asgi_server()
+    driver = chromium
+    _log_in(driver, server)
+    carol = get_user_model().objects.get(username="carol")
+    project = Project.objects.create(owner=carol, name="textkit", repository="/tmp/textkit")
+    spec = Spec.objects.create(project=project, user=carol, title="Stats", idea="stats", status="executing")
+    ticket = Ticket.objects.create(project=project, user=carol, spec=spec, title="Word count", phase="IMPLEMENTATION")
+    task = Task.objects.create(
+        ticket=ticket, phase="IMPLEMENTATION", task_type="implement_feature", title="Implement", status="running"
+    )
+    run = AgentRun.objects.create(
+        kind="task", spec=spec, task=task, phase="IMPLEMENTATION", messages=[{"role": "user", "content": "# Go"}]
+    )
+
+    driver.get(f"{server.url}/runs/{run.pk}/")
+    driver.execute_script("window.omoiMarker = 'run page';")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.omoiStreams[0].opened") >= 1)
+    run.messages = [
+        *run.messages,
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": "a.py"}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "<b>print(1)</b>"}]},
+    ]
+    run.turns = 1
+    run.save()
+    common = {"spec_id": spec.pk, "ticket_id": ticket.pk, "task_id": task.pk}
+    event_record(type="agent.turn", payload={"run": run.pk, "turn": 1}, **common)
+    event_record(type="agent.tool_call", payload={"run": run.pk, "name": "read_file"}, **common)
+    event_record(type="task.verified", payload={"task": task.pk, "tests_passed": 3}, **common)
+
+    WebDriverWait(driver, 15, poll_frequency=0.2).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#transcript .message")) == 3
+    )
+    transcript = driver.find_element(By.ID, "transcript").text
+    assert "→ read_file" in transcript and "<b>print(1)</b>" in transcript
+    WebDriverWait(driver, 15).until(
+        lambda d: "Verified by the host (3 tests passed)" in d.find_element(By.ID, "verification-list").text
+    )
+    assert driver.execute_script("return window.omoiMarker") == "run page"
+
+    driver.get(f"{server.url}/projects/{project.pk}/board/")
+    driver.execute_script("window.omoiMarker = 'board page';")
+    assert _cards(driver, "IMPLEMENTATION") == [f"card-{ticket.pk}"]
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.omoiStreams[0].opened") >= 1)
+    Ticket.objects.filter(pk=ticket.pk).update(phase="TESTING")
+    event_record(type="ticket.transitioned", payload={"from_phase": "IMPLEMENTATION", "to_phase": "TESTING"}, **common)
+    WebDriverWait(driver, 15, poll_frequency=0.2).until(lambda d: _cards(d, "TESTING") == [f"card-{ticket.pk}"])
+    assert _cards(driver, "IMPLEMENTATION") == []
+    assert driver.execute_script("return window.omoiMarker") == "board page"

@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from omoi.admin import ModelAdmin
 from sandboxes.models import AgentRun, AgentRunStatus, Sandbox, SandboxEvent
+from sandboxes.selectors import run_transcript
 from sandboxes.services.agent import agent_run_finish
 from sandboxes.services.sandbox import sandbox_release
 
@@ -106,7 +107,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
     def transcript(self, run: AgentRun) -> str:
         return format_html(
             '<pre style="white-space: pre-wrap; max-width: 120ch">{}</pre>',
-            transcript_text(run.system_prompt, run.messages),
+            transcript_text(run.system_prompt, run_transcript(run=run)),
         )
 
     @admin.action(description="Cancel the selected runs")

@@ -268,7 +268,7 @@ def test_the_run_page_shows_the_transcript_escaped(browser, user):
     html = browser.get(f"/runs/{run.pk}/").content.decode()
     tail = browser.get(f"/runs/{run.pk}/messages?from=2")
 
-    assert "→ read_file" in html and "&quot;path&quot;: &quot;textkit/core.py&quot;" in html
+    assert "→ read_file" in html and "<dt>path</dt><dd><code>textkit/core.py</code></dd>" in html
     assert HOSTILE not in html and html.count("&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt;") == 2
     assert tail["X-Message-Count"] == "3" and tail.content.decode().count('class="message ') == 1
 

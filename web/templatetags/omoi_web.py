@@ -110,6 +110,19 @@ def content_blocks(content: Any) -> list[dict[str, Any]]:
 
 
 @register.filter
+def tool_input(value: Any) -> list[tuple[str, str, bool]]:
+    """A tool call's input as (name, text, is_long) rows: a file's content or a command reads as
+    itself, not as a JSON string full of \\n escapes."""
+    if not isinstance(value, dict):
+        return [("input", json.dumps(value, indent=2, ensure_ascii=False, default=str), True)]
+    rows = []
+    for key, item in value.items():
+        text = item if isinstance(item, str) else json.dumps(item, indent=2, ensure_ascii=False, default=str)
+        rows.append((str(key), text, "\n" in text or len(text) > 100))
+    return rows
+
+
+@register.filter
 def result_text(content: Any) -> str:
     """A tool result's content as text (it may be a string or a list of blocks)."""
     if isinstance(content, str):

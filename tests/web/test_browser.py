@@ -5,12 +5,14 @@ the plan on the spec page, and watches the board's cards reach DONE and the pull
 appear, without reloading, while the server is restarted under the page (the event stream
 resumes where it dropped). A screenshot of the board is written to var/screenshots/."""
 
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -31,11 +33,30 @@ def _fill(driver, name: str, value: str) -> None:
     field.send_keys(value)
 
 
+def _text(driver, selector: str) -> str | None:
+    """An element's text, read in one script: parts of the page are re-rendered under the test."""
+    return driver.execute_script(
+        "const found = document.querySelector(arguments[0]); return found ? found.innerText.trim() : null", selector
+    )
+
+
+def _click(driver, element_id: str) -> None:
+    """Click a button that a live refresh may have just replaced: find it again and retry."""
+    for _ in range(10):
+        try:
+            driver.find_element(By.ID, element_id).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    raise AssertionError(f"#{element_id} kept being replaced")
+
+
 def _cards(driver, column: str) -> list[str]:
-    return [
-        card.get_attribute("id")
-        for card in driver.find_elements(By.CSS_SELECTOR, f'#board [data-column="{column}"] .card')
-    ]
+    """The ids of a column's cards, read in one script (the board is re-rendered under the test)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(card => card.id)",
+        f'#board [data-column="{column}"] .card',
+    )
 
 
 def _log_in(driver, server, username: str = "carol") -> None:
@@ -85,13 +106,13 @@ def test_launch_approve_and_watch_the_board_live(
         lambda d: d.find_elements(By.ID, "control-approve"), message=f"no Approve button\n{worker.log()}"
     )
     assert driver.execute_script("return window.omoiMarker") == "planning page"
-    assert driver.find_element(By.ID, "spec-status").text == "Planning complete"
-    assert "REQ-001" in driver.find_element(By.ID, "requirements").text
+    assert _text(driver, "#spec-status") == "Planning complete"
+    assert "REQ-001" in _text(driver, "#requirements")
     assert _cards(driver, "BACKLOG") == []
 
     # Approve on the spec page (a form post through the planning service); then no more reloads.
-    driver.find_element(By.ID, "control-approve").click()
-    wait.until(lambda d: "Approved: its tasks become tickets." in d.find_element(By.CLASS_NAME, "flash").text)
+    _click(driver, "control-approve")
+    wait.until(lambda d: "Approved: its tasks become tickets." in (_text(d, ".flash") or ""))
     driver.execute_script("window.omoiMarker = 'approved page';")
     first_after = driver.execute_script("return window.omoiStreams[0].start")
 
@@ -113,9 +134,9 @@ def test_launch_approve_and_watch_the_board_live(
         message=f"the board did not finish\n{worker.log()}\n{server.log()}",
     )
     assert driver.execute_script("return window.omoiMarker") == "approved page"
-    link = driver.find_element(By.ID, "pull-request")
-    assert link.get_attribute("href") == fake_github.pulls[0]["html_url"]
-    assert driver.find_element(By.ID, "spec-status").text == "Completed"
+    href = driver.execute_script("return document.getElementById('pull-request').href")
+    assert href == fake_github.pulls[0]["html_url"]
+    assert _text(driver, "#spec-status") == "Completed"
     for column in ("BACKLOG", "REQUIREMENTS", "DESIGN", "IMPLEMENTATION", "TESTING", "DEPLOYMENT", "BLOCKED"):
         assert _cards(driver, column) == [], column
     counts = driver.execute_script(
@@ -187,10 +208,10 @@ def test_a_running_agent_s_transcript_and_the_project_board_follow_events(chromi
     WebDriverWait(driver, 15, poll_frequency=0.2).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#transcript .message")) == 3
     )
-    transcript = driver.find_element(By.ID, "transcript").text
+    transcript = _text(driver, "#transcript")
     assert "→ read_file" in transcript and "<b>print(1)</b>" in transcript
     WebDriverWait(driver, 15).until(
-        lambda d: "Verified by the host (3 tests passed)" in d.find_element(By.ID, "verification-list").text
+        lambda d: "Verified by the host (3 tests passed)" in (_text(d, "#verification-list") or "")
     )
     assert driver.execute_script("return window.omoiMarker") == "run page"
 

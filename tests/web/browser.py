@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 INSTALL_HINT = (
-    "Chromium is missing, so the browser tests are skipped: install Debian's chromium and chromium-driver "
+    "Chromium is missing: the browser tests need Debian's chromium and chromium-driver "
     "(sudo apt-get install chromium chromium-driver; .ci/run does it), or point OMOI_CHROMIUM and "
     "OMOI_CHROMEDRIVER at a Chromium and its ChromeDriver."
 )

@@ -235,7 +235,7 @@ def test_launching_an_idea_with_and_without_approval(browser, user, django_captu
     assert with_approval["Location"] == f"/specs/{first.pk}/" and without["Location"] == f"/specs/{second.pk}/"
 
 
-def test_another_user_sees_none_of_it_and_staff_see_all(user, other_user):
+def test_another_user_sees_none_of_it_members_and_staff_see_all(user, other_user):
     spec = story(user)
     run = AgentRun.objects.get(spec=spec)
     paths = [
@@ -254,6 +254,12 @@ def test_another_user_sees_none_of_it_and_staff_see_all(user, other_user):
         assert other.get(path).status_code == 404, path
     assert other.post(f"/specs/{spec.pk}/cancel").status_code == 404
     assert "textkit" not in other.get("/").content.decode()
+
+    member = UserFactory(username="member")
+    spec.project.members.add(member)
+    as_member = logged_in(member)
+    for path in paths:
+        assert as_member.get(path).status_code == 200, path
 
     staff = logged_in(UserFactory(username="root", is_staff=True, is_superuser=True))
     for path in paths:
@@ -313,3 +319,25 @@ def test_static_files_and_swagger_ui_are_served_without_a_cdn(client):
     assert any(a.endswith("swagger-ui-bundle.js") for a in assets) and "https://" not in docs.split("<body")[0]
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_the_spec_page_s_queries_do_not_grow_with_its_rows(browser, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from specs.models import SpecTask
+
+    small = story(user)
+    large = story(user, project=ProjectFactory(owner=user, name="large"))
+    for n in range(3, 23):
+        task = SpecTask.objects.create(spec=large, key=f"TSK-{n:03d}", title=f"Task {n}", position=n)
+        task.dependencies.add(large.tasks.get(key="TSK-001"))
+        Ticket.objects.create(project=large.project, user=user, spec=large, spec_task=task, title=task.title)
+
+    counts = []
+    for spec in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            assert browser.get(f"/specs/{spec.pk}/").status_code == 200
+        counts.append(len(queries.captured_queries))
+
+    assert counts[0] == counts[1], counts

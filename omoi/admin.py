@@ -41,7 +41,9 @@ class PrettyJSONMixin:
         return {field.name for field in self.model._meta.concrete_fields if isinstance(field, models.JSONField)}
 
     def _pretty_names(self, request, obj=None) -> set[str]:
-        json_fields = self._json_field_names()
+        """The JSON fields shown read-only: those listed read-only, or all of them when the user may
+        not change the object; never one the admin excludes."""
+        json_fields = self._json_field_names() - set(super().get_exclude(request, obj) or [])
         if not self.has_change_permission(request, obj):
             return json_fields
         return {name for name in super().get_readonly_fields(request, obj) if name in json_fields}

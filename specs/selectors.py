@@ -21,17 +21,20 @@ FINAL_STATUSES = (SpecStatus.COMPLETED, SpecStatus.FAILED, SpecStatus.CANCELLED)
 
 def specs_settled(spec_ids: list[int]) -> dict[int, str]:
     """Of these specs, the ones with nothing more to come, with their status (one query): failed
-    or cancelled ones, and completed ones once their pull request step has run (the pull request
-    is open or, for a project without a GitHub repository, the branch was pushed). A spec's event
-    stream ends when it is settled."""
+    or cancelled ones, completed ones once their pull request step has run (the pull request is
+    open or, for a project without a GitHub repository, the branch was pushed), and deleted ones.
+    A spec's event stream ends when it is settled."""
     pushed = SandboxEvent.objects.filter(spec_id=OuterRef("pk"), type="spec.branch_pushed")
     rows = (
-        Spec.objects.filter(pk__in=spec_ids, status__in=FINAL_STATUSES)
+        Spec.objects.filter(pk__in=spec_ids)
         .annotate(pushed=Exists(pushed))
         .values_list("pk", "status", "pull_request_url", "project__github_repo", "pushed")
     )
-    settled = {}
+    settled = dict.fromkeys(spec_ids, "deleted")
     for spec_id, status, pull_request_url, github_repo, branch_pushed in rows:
+        del settled[spec_id]
+        if status not in FINAL_STATUSES:
+            continue
         if status != SpecStatus.COMPLETED or pull_request_url or (not github_repo and branch_pushed):
             settled[spec_id] = status
     return settled

@@ -12,7 +12,7 @@ from specs.models import Spec
 from tests.conftest import client_for
 from tests.e2e.conftest import planned_spec
 from tests.factories import ProjectFactory, UserFactory
-from tickets.models import Phase, PhaseGateResult, Ticket
+from tickets.models import Phase, PhaseGateResult, PhaseHistory, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,10 @@ def test_admin_pages_read_well(user):
     admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     spec = planned_spec(project=ProjectFactory(owner=user, name="textkit"), user=user)
     Spec.objects.filter(pk=spec.pk).update(phase_attempts={"explore": 1, "design": 2})
-    run = AgentRun.objects.create(kind="planning", spec=spec, phase="explore", status="finished", turns=4)
+    run = AgentRun.objects.create(
+        kind="planning", spec=spec, phase="explore", status="finished", turns=4, result={"commit": "abc"},
+        messages=[{"role": "user", "content": "hi"}],
+    )  # fmt: skip
     ticket = Ticket.objects.create(project=spec.project, user=user, title="One", phase=Phase.REQUIREMENTS)
     PhaseGateResult.objects.create(
         ticket=ticket, phase=Phase.REQUIREMENTS, status="failed", blocking_reasons=["no requirements_doc"],
@@ -69,3 +72,40 @@ def test_admin_pages_read_well(user):
     assert re.search(r"\{\n  &quot;(explore|design)&quot;: [12],\n  &quot;(explore|design)&quot;: [12]\n\}", spec_page)
     assert "&quot;nested&quot;: {\n    &quot;a&quot;: [\n" in event_page
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", run_page)
+    labels = re.findall(r"<label[^>]*>([^<]*)</label>", run_page)
+    assert "Result:" in labels and "Transcript:" in labels and "Messages:" not in labels
+    assert "{\n  &quot;commit&quot;: &quot;abc&quot;\n}" in run_page
+    moved = PhaseHistory.objects.create(
+        ticket=ticket, from_phase="BACKLOG", to_phase="REQUIREMENTS", actor="test", artifacts=[{"type": "doc"}]
+    )
+    history = admin.get(f"/admin/tickets/phasehistory/{moved.pk}/change/").content.decode()
+    assert "BACKLOG → REQUIREMENTS by test" in history
+    assert '<pre class="omoi-json" style="white-space: pre-wrap; margin: 0">[\n  {\n    &quot;type&quot;' in history
+
+
+def test_every_admin_page_renders(user):
+    from django.contrib import admin as django_admin
+
+    from tests.web.test_pages import story
+
+    story(user)
+    PhaseHistory.objects.create(
+        ticket=Ticket.objects.first(), from_phase="BACKLOG", to_phase="REQUIREMENTS", actor="test", artifacts=[]
+    )
+    PhaseGateResult.objects.create(
+        ticket=Ticket.objects.first(), phase="REQUIREMENTS", status="passed", validated_by="t"
+    )
+    admin = Client()
+    admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    checked = 0
+    for model in django_admin.site._registry:
+        meta = model._meta
+        assert admin.get(f"/admin/{meta.app_label}/{meta.model_name}/").status_code == 200, meta.label
+        instance = model.objects.first()
+        if instance is None:
+            continue
+        page = admin.get(f"/admin/{meta.app_label}/{meta.model_name}/{instance.pk}/change/")
+        assert page.status_code == 200, meta.label
+        assert " object (" not in page.content.decode(), meta.label
+        checked += 1
+    assert checked >= 12

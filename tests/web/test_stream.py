@@ -197,3 +197,26 @@ def test_refusals_are_json(api, other_api, anonymous_api, user):
         400,
         "Last-Event-ID: must be a whole number, not 'x'",
     )
+
+
+def test_which_specs_are_settled(user):
+    from specs.selectors import specs_settled
+
+    running = make_spec(user, status="executing", name="a")
+    failed = make_spec(user, status="failed", name="b")
+    cancelled = make_spec(user, status="cancelled", name="c")
+    waiting_for_pr = make_spec(user, status="completed", github_repo="acme/app", name="d")
+    with_pr = make_spec(user, status="completed", github_repo="acme/app", name="e")
+    Spec.objects.filter(pk=with_pr.pk).update(pull_request_url="https://github.example/acme/app/pull/1")
+    pushing = make_spec(user, status="completed", name="f")
+    pushed = make_spec(user, status="completed", name="g")
+    event_record(type="spec.branch_pushed", payload={}, spec_id=pushed.pk)
+    ids = [running.pk, failed.pk, cancelled.pk, waiting_for_pr.pk, with_pr.pk, pushing.pk, pushed.pk, 999999]
+
+    assert specs_settled(ids) == {
+        failed.pk: "failed",
+        cancelled.pk: "cancelled",
+        with_pr.pk: "completed",
+        pushed.pk: "completed",
+        999999: "deleted",
+    }

@@ -308,6 +308,11 @@ def test_the_api_answers_json_for_unknown_paths_and_methods(api, anonymous_api):
         assert response.json()["detail"].startswith("no API endpoint at /api")
     wrong_method = api.delete("/api/v1/projects")
     assert (wrong_method.status_code, wrong_method.json()) == (405, {"detail": 'Method "DELETE" not allowed.'})
+    for path in ("/api/schema", "/api/docs"):
+        response = api.post(path)
+        assert (response.status_code, response["Content-Type"]) == (405, "application/json"), path
+        assert response.json() == {"detail": f"POST {path}: method not allowed"}
+        assert "GET" in response["Allow"]
 
 
 def test_static_files_and_swagger_ui_are_served_without_a_cdn(client):

@@ -111,7 +111,7 @@ def _tickets_of(spec: Spec) -> dict[int, dict[str, Any]]:
     return tickets
 
 
-def spec_page(user, spec: Spec) -> dict[str, Any]:
+def spec_page(spec: Spec) -> dict[str, Any]:
     """Everything the spec page shows. The sequence is read first: the page subscribes to the
     events after it, so nothing that happens while the page is built goes unseen."""
     after = last_sequence(spec_id=spec.pk)

@@ -118,7 +118,7 @@ def _spec_context(request: HttpRequest, spec) -> dict:
     """The spec page's and its board's data; the stream starts after the sequence read first
     (before the board), so whatever happened while the page was read arrives as events."""
     board = pages.board_page(project=spec.project, spec=spec)
-    context = {**board, **pages.spec_page(request.user, spec)}
+    context = {**board, **pages.spec_page(spec)}
     context["after"] = min(board["after"], context["after"])
     context["streams"] = [] if context["settled"] else [_stream(spec.pk, context["after"])]
     return context
@@ -139,7 +139,7 @@ def spec_body(request: HttpRequest, pk: int) -> HttpResponse:
     by the page when the spec's events say it changed."""
     spec = pages.spec_for(request.user, pk)
     template = SPEC_PARTS.get(request.GET.get("part", ""), "web/_spec_body.html")
-    return render(request, template, pages.spec_page(request.user, spec))
+    return render(request, template, pages.spec_page(spec))
 
 
 @login_required

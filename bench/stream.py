@@ -102,11 +102,11 @@ class Observer(threading.Thread):
 
 
 async def stream_client(
-    client: httpx.AsyncClient, url: str, token: str, after: int, connected: asyncio.Semaphore
+    client: httpx.AsyncClient, url: str, after: int, connected: asyncio.Semaphore
 ) -> list[tuple[int, float, float]]:
     """One client: (sequence, arrival time, created_at) for each event, until the `end` event."""
     received: list[tuple[int, float, float]] = []
-    headers = {"Authorization": f"Token {token}", "Accept": "text/event-stream"}
+    headers = {"Accept": "text/event-stream"}
     async with client.stream("GET", url, params={"after": after}, headers=headers) as response:
         response.raise_for_status()
         sequence, event, data = None, None, []
@@ -130,11 +130,12 @@ async def stream_client(
     return received
 
 
-async def idle_streams(server_url: str, spec_id: int, token: str, clients: int, window_s: float) -> float | None:
+async def idle_streams(server_url: str, spec_id: int, cookies: dict, clients: int, window_s: float) -> float | None:
     url = f"{server_url}/api/v1/specs/{spec_id}/stream"
-    headers = {"Authorization": f"Token {token}", "Accept": "text/event-stream"}
+    headers = {"Accept": "text/event-stream"}
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as client:
+    timeout = httpx.Timeout(30, read=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, cookies=cookies) as client:
         opened = []
         for _ in range(clients):
             stream = client.stream("GET", url, headers=headers)
@@ -148,10 +149,10 @@ async def idle_streams(server_url: str, spec_id: int, token: str, clients: int, 
     return result
 
 
-async def polling_clients(server_url: str, spec_id: int, token: str, clients: int, window_s: float) -> float | None:
+async def polling_clients(server_url: str, spec_id: int, cookies: dict, clients: int, window_s: float) -> float | None:
     """The baseline: each client asks GET /events?after=N once a second."""
     url = f"{server_url}/api/v1/specs/{spec_id}/events"
-    headers = {"Authorization": f"Token {token}"}
+    headers: dict[str, str] = {}
     stop = asyncio.Event()
 
     async def poll(client: httpx.AsyncClient, offset: float) -> None:
@@ -163,7 +164,7 @@ async def polling_clients(server_url: str, spec_id: int, token: str, clients: in
             await asyncio.sleep(1.0)
 
     limits = httpx.Limits(max_connections=clients + 10)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=30, limits=limits, cookies=cookies) as client:
         tasks = [asyncio.create_task(poll(client, n / clients)) for n in range(clients)]
         await asyncio.sleep(2)
         result = await asyncio.to_thread(per_second, window_s, time.sleep)
@@ -179,12 +180,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def run(clients: int, tickets: int, idle_s: float) -> None:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from sandboxes.selectors import last_sequence
     from specs.models import Spec
     from specs.services.planning import spec_launch
     from tests.web.server import ServerProcess
+    from tests.web.sse import session_cookie
     from tests.worker import WorkerProcess, purge_broker
     from tickets.models import Project
 
@@ -198,7 +199,7 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
         "OMOI_SANDBOX_ROOT": str(work / "sandboxes"),
     }
     user = get_user_model().objects.create(username="bench")
-    token = Token.objects.create(user=user).key
+    cookies = session_cookie(user)  # the streams authenticate as a logged-in browser does
     project = Project.objects.create(
         owner=user, name="benchlib", repository=str(repository), test_command=stream_script.TEST_COMMAND
     )
@@ -219,10 +220,9 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
             connected = asyncio.Semaphore(0)
             limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=0)
             url = f"{server.url}/api/v1/specs/{spec.pk}/stream"
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as client:
-                tasks = [
-                    asyncio.create_task(stream_client(client, url, token, start, connected)) for _ in range(clients)
-                ]
+            timeout = httpx.Timeout(30, read=None)
+            async with httpx.AsyncClient(timeout=timeout, limits=limits, cookies=cookies) as client:
+                tasks = [asyncio.create_task(stream_client(client, url, start, connected)) for _ in range(clients)]
                 for _ in range(clients):
                     await asyncio.wait_for(connected.acquire(), 60)
                 await asyncio.to_thread(worker.start)  # the work begins once every client listens
@@ -249,8 +249,8 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
         streams = polling = None
         if floor is not None:
             idle = Spec.objects.create(project=project, user=user, title="idle", idea="idle", status="executing")
-            streams = asyncio.run(idle_streams(server.url, idle.pk, token, clients, idle_s))
-            polling = asyncio.run(polling_clients(server.url, idle.pk, token, clients, idle_s))
+            streams = asyncio.run(idle_streams(server.url, idle.pk, cookies, clients, idle_s))
+            polling = asyncio.run(polling_clients(server.url, idle.pk, cookies, clients, idle_s))
     finally:
         worker.stop()
         server.stop()

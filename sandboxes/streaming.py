@@ -27,7 +27,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,6 +338,24 @@ def broker() -> EventBroker:
     if found is None:
         found = _brokers[loop] = EventBroker()
     return found
+
+
+def spec_event_snapshot(*, spec_id: int, after: int, settled: SettledCheck) -> Iterator[bytes]:
+    """The stream's body under WSGI (runserver, in-process clients), where a response holds a
+    thread for as long as it lasts: the events there are now, then `end` if the spec is settled,
+    then the response ends and an EventSource reconnects after `retry` with Last-Event-ID. Reads
+    the settledness first, so an event written meanwhile is sent before any `end`."""
+    status = settled([spec_id]).get(spec_id)
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    last = after
+    while True:
+        rows = _read_backlog(spec_id, last, 2**62, BACKLOG_ROWS)
+        if not rows:
+            break
+        last = rows[-1]["sequence"]
+        yield b"".join(sse_frame(sequence=r["sequence"], type=r["type"], data=event_data(r)) for r in rows)
+    if status is not None:
+        yield sse_end(status=status, sequence=last)
 
 
 async def spec_event_stream(*, spec_id: int, after: int, latest: int, settled: SettledCheck) -> AsyncIterator[bytes]:

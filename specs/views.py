@@ -4,6 +4,7 @@ the reason."""
 
 from __future__ import annotations
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +20,7 @@ from omoi.api import Conflict, UpstreamError
 from omoi.github import GitHubError
 from sandboxes.git import GitError
 from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after, last_sequence
-from sandboxes.streaming import spec_event_stream
+from sandboxes.streaming import spec_event_snapshot, spec_event_stream
 from specs import selectors
 from specs.models import Spec, SpecRequirement
 from specs.serializers import (
@@ -223,22 +224,22 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         `data:` the event as JSON (as in `events`). Resume with `Last-Event-ID` or `?after=N`;
         a comment every few seconds keeps idle connections open; after a settled spec's last
         event (completed with its pull request step done, failed, cancelled) an `end` event
-        closes the stream."""
+        closes the stream. (Served by WSGI instead of ASGI, it sends the events there are and
+        ends; the client reconnects.)"""
         spec = self.get_object()
         header = request.headers.get("Last-Event-ID")
         if header is not None and header.strip():
             after = _non_negative_int(request, "Last-Event-ID", 0, raw=header.strip())
         else:
             after = _non_negative_int(request, "after", 0)
-        response = StreamingHttpResponse(
-            spec_event_stream(
-                spec_id=spec.pk,
-                after=after,
-                latest=last_sequence(spec_id=spec.pk),
-                settled=selectors.specs_settled,
-            ),
-            content_type="text/event-stream; charset=utf-8",
-        )
+        if isinstance(request._request, ASGIRequest):
+            body = spec_event_stream(
+                spec_id=spec.pk, after=after, latest=last_sequence(spec_id=spec.pk), settled=selectors.specs_settled
+            )
+        else:
+            # WSGI holds a thread per response: send what there is, and let the client reconnect.
+            body = spec_event_snapshot(spec_id=spec.pk, after=after, settled=selectors.specs_settled)
+        response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response

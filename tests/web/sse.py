@@ -45,10 +45,19 @@ def frames(lines: Iterator[str]) -> Iterator[Frame]:
             frame.data.append(value)
 
 
-def open_stream(
-    client: httpx.Client, url: str, *, token: str, last_event_id: str | None = None, params: dict | None = None
-):
-    headers = {"Authorization": f"Token {token}", "Accept": "text/event-stream"}
+def session_cookie(user) -> dict[str, str]:
+    """A logged-in session of `user`, as the cookies a browser would send."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+def open_stream(client: httpx.Client, url: str, *, last_event_id: str | None = None, params: dict | None = None):
+    """A stream request of `client` (which carries the session cookie)."""
+    headers = {"Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     return client.stream("GET", url, headers=headers, params=params)

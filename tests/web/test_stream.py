@@ -10,18 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from sandboxes.models import SandboxEvent
 from sandboxes.services.events import event_record
 from specs.models import Spec
 from tests.factories import ProjectFactory
-from tests.web.sse import frames, open_stream
+from tests.web.sse import frames, open_stream, session_cookie
 
 
 @pytest.fixture
-def token(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+def cookies(user) -> dict[str, str]:
+    return session_cookie(user)
 
 
 def make_spec(user, *, status="executing", events=0, github_repo="", name="streamed"):
@@ -48,7 +47,7 @@ def stream_url(server, spec) -> str:
     return f"{server.url}/api/v1/specs/{spec.pk}/stream"
 
 
-def test_a_client_that_drops_every_five_events_receives_each_event_once_in_order(asgi_server, user, token):
+def test_a_client_that_drops_every_five_events_receives_each_event_once_in_order(asgi_server, user, cookies):
     spec = make_spec(user, events=23)
     server = asgi_server()
 
@@ -65,11 +64,11 @@ def test_a_client_that_drops_every_five_events_receives_each_event_once_in_order
     connections = 0
     ended = None
     last_event_id = None
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, cookies=cookies) as client:
         writer.start()
         while ended is None and connections < 100:
             connections += 1
-            with open_stream(client, stream_url(server, spec), token=token, last_event_id=last_event_id) as response:
+            with open_stream(client, stream_url(server, spec), last_event_id=last_event_id) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 taken = 0
@@ -94,16 +93,14 @@ def test_a_client_that_drops_every_five_events_receives_each_event_once_in_order
     assert connections >= 62 // 5
 
 
-def test_after_resumes_and_last_event_id_wins_over_it(asgi_server, user, token):
+def test_after_resumes_and_last_event_id_wins_over_it(asgi_server, user, cookies):
     spec = make_spec(user, status="cancelled", events=6)
     server = asgi_server()
 
-    with httpx.Client(timeout=15) as client:
-        with open_stream(client, stream_url(server, spec), token=token, params={"after": 3}) as response:
+    with httpx.Client(timeout=15, cookies=cookies) as client:
+        with open_stream(client, stream_url(server, spec), params={"after": 3}) as response:
             by_after = [f for f in frames(response.iter_lines()) if f.comment is None]
-        with open_stream(
-            client, stream_url(server, spec), token=token, params={"after": 1}, last_event_id="4"
-        ) as response:
+        with open_stream(client, stream_url(server, spec), params={"after": 1}, last_event_id="4") as response:
             by_header = [f for f in frames(response.iter_lines()) if f.comment is None]
 
     assert [(f.id, f.event) for f in by_after] == [
@@ -118,7 +115,7 @@ def test_after_resumes_and_last_event_id_wins_over_it(asgi_server, user, token):
     assert [f.id for f in by_header] == ["5", "6", None]
 
 
-def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connection(asgi_server, user, token):
+def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connection(asgi_server, user, cookies):
     spec = make_spec(user, events=2)
     server = asgi_server(env={"OMOI_STREAM_KEEPALIVE_S": "0.5"})
     database = connection.settings_dict["NAME"]
@@ -135,8 +132,8 @@ def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connectio
 
     comments, samples = [], []
     responses = []
-    with httpx.Client(timeout=15) as client:
-        streams = [open_stream(client, stream_url(server, spec), token=token) for _ in range(20)]
+    with httpx.Client(timeout=15, cookies=cookies) as client:
+        streams = [open_stream(client, stream_url(server, spec)) for _ in range(20)]
         try:
             responses = [stream.__enter__() for stream in streams]
             assert {r.status_code for r in responses} == {200}
@@ -160,7 +157,7 @@ def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connectio
     assert max(samples) <= 1, samples
 
 
-def test_a_completed_spec_s_stream_ends_only_after_its_pull_request_step(asgi_server, user, token):
+def test_a_completed_spec_s_stream_ends_only_after_its_pull_request_step(asgi_server, user, cookies):
     spec = make_spec(user, status="completed", events=1, github_repo="acme/app")
     server = asgi_server()
     got: list = []
@@ -173,9 +170,9 @@ def test_a_completed_spec_s_stream_ends_only_after_its_pull_request_step(asgi_se
 
     finisher = finish_later
     started = time.monotonic()
-    with httpx.Client(timeout=20) as client:
+    with httpx.Client(timeout=20, cookies=cookies) as client:
         finisher.start()
-        with open_stream(client, stream_url(server, spec), token=token) as response:
+        with open_stream(client, stream_url(server, spec)) as response:
             got = [(f.id, f.event) for f in frames(response.iter_lines()) if f.comment is None]
     finisher.join()
 
@@ -220,3 +217,23 @@ def test_which_specs_are_settled(user):
         pushed.pk: "completed",
         999999: "deleted",
     }
+
+
+def test_under_wsgi_the_stream_sends_what_there_is_and_ends(api, user):
+    """Token auth, and the body served when the application runs under WSGI (runserver, an
+    in-process client): the events there are now, `end` only when the spec is settled."""
+    running = make_spec(user, events=3, name="running")
+    done = make_spec(user, status="failed", events=2, name="done")
+
+    live = api.get(f"/api/v1/specs/{running.pk}/stream", {"after": 1}, HTTP_ACCEPT="text/event-stream")
+    ended = api.get(f"/api/v1/specs/{done.pk}/stream", HTTP_ACCEPT="text/event-stream")
+
+    assert live.status_code == 200 and live["Content-Type"] == "text/event-stream; charset=utf-8"
+    body = b"".join(live.streaming_content).decode()
+    assert [(f.id, f.event) for f in frames(iter(body.split("\n")))] == [("2", "spec.progress"), ("3", "spec.progress")]
+    body = b"".join(ended.streaming_content).decode()
+    assert [(f.id, f.event) for f in frames(iter(body.split("\n")))] == [
+        ("1", "spec.progress"),
+        ("2", "spec.progress"),
+        (None, "end"),
+    ]

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from django.db import connection, connections  # noqa: E402
 from bench import stream_script  # noqa: E402
 
 OBSERVER_INTERVAL_S = 0.02
+CONNECT_BATCH = 10
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -137,7 +139,7 @@ async def idle_streams(server_url: str, spec_id: int, cookies: dict, clients: in
     timeout = httpx.Timeout(30, read=None)
     async with httpx.AsyncClient(timeout=timeout, limits=limits, cookies=cookies) as client:
         opened = []
-        for _ in range(clients):
+        for _ in range(clients):  # one after another
             stream = client.stream("GET", url, headers=headers)
             response = await stream.__aenter__()
             response.raise_for_status()
@@ -222,9 +224,14 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
             url = f"{server.url}/api/v1/specs/{spec.pk}/stream"
             timeout = httpx.Timeout(30, read=None)
             async with httpx.AsyncClient(timeout=timeout, limits=limits, cookies=cookies) as client:
-                tasks = [asyncio.create_task(stream_client(client, url, start, connected)) for _ in range(clients)]
-                for _ in range(clients):
-                    await asyncio.wait_for(connected.acquire(), 60)
+                tasks = []
+                # Clients arrive ten at a time, as they would, not all in the same millisecond:
+                # each request holds a database connection while it is authorized.
+                for batch in range(0, clients, CONNECT_BATCH):
+                    for _ in range(batch, min(batch + CONNECT_BATCH, clients)):
+                        tasks.append(asyncio.create_task(stream_client(client, url, start, connected)))
+                    for _ in range(batch, min(batch + CONNECT_BATCH, clients)):
+                        await asyncio.wait_for(connected.acquire(), 60)
                 await asyncio.to_thread(worker.start)  # the work begins once every client listens
                 return await asyncio.wait_for(asyncio.gather(*tasks), 900)
 
@@ -254,6 +261,7 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
     finally:
         worker.stop()
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     def rate(value: float | None) -> str:
         return f"{value:8.1f}/s" if value is not None else "   not measured (PostgreSQL only)"

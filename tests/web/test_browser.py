@@ -77,7 +77,13 @@ def test_launch_approve_and_watch_the_board_live(
     chromium, asgi_server, start_worker, fake_github, execution_env, tmp_path
 ):
     repository = make_sample_repository(tmp_path / "textkit")
-    environment = {**execution_env, "OMOI_REPLAY_SCRIPT": str(SCRIPT), "GITHUB_API_URL": fake_github.url}
+    environment = {
+        **execution_env,
+        "OMOI_REPLAY_SCRIPT": str(SCRIPT),
+        "GITHUB_API_URL": fake_github.url,
+        # Where the repository policy lets a project name a local repository (the sample's folder).
+        "OMOI_LOCAL_REPOSITORY_ROOTS": str(tmp_path),
+    }
     worker = start_worker(env=environment)
     server = asgi_server(env=environment)
     driver = chromium

@@ -13,9 +13,11 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
+# The admin's, Swagger UI's and the web application's static files, served by WhiteNoise.
+RUN python manage.py collectstatic --noinput
 # /data (the volume: host clones, sandboxes, beat's schedule) and the collected static files belong
 # to omoi; the application code stays root's and read-only to the processes.
 RUN mkdir -p /data /app/staticfiles && chown omoi:omoi /data /app/staticfiles
 USER omoi
 EXPOSE 8000
-CMD ["gunicorn", "omoi.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["uvicorn", "omoi.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--timeout-graceful-shutdown", "5"]

@@ -31,8 +31,12 @@ format: venv
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8000
+# The ASGI server: event streams are long-lived responses. Open streams are closed after 3 s on
+# shutdown (their clients reconnect and resume).
 web: migrate
-	$(PY) manage.py runserver 0.0.0.0:8000
+	$(VENV)/bin/uvicorn omoi.asgi:application --host $(WEB_HOST) --port $(WEB_PORT) --timeout-graceful-shutdown 3
 
 worker: venv
 	$(VENV)/bin/celery -A omoi worker -Q planning,execution,events,default --loglevel=INFO

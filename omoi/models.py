@@ -32,6 +32,10 @@ class LLMUsage(models.Model):
             models.UniqueConstraint(fields=["agent_run", "turn"], name="omoi_usage_once_per_turn")
         ]
 
+    def __str__(self) -> str:
+        what = f" for {self.phase}" if self.phase else ""
+        return f"{self.model}{what}: {self.input_tokens + self.output_tokens} tokens"
+
 
 class Lease(models.Model):
     """A unit of work that should be moving, and who is doing it.

@@ -41,14 +41,19 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "omoi",
     "sandboxes",
     "tickets",
     "specs",
+    "web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS, Swagger UI, the web application's) in every mode, without a
+    # separate web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "omoi.middleware.refuse_unstorable_urls",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,10 +62,13 @@ MIDDLEWARE = [
     "omoi.middleware.throttle_admin_login",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "omoi.middleware.ApiJsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "omoi.urls"
 WSGI_APPLICATION = "omoi.wsgi.application"
+# Omoi is served by an ASGI server (uvicorn): event streams are long-lived responses.
+ASGI_APPLICATION = "omoi.asgi.application"
 APPEND_SLASH = False
 
 TEMPLATES = [
@@ -107,8 +115,19 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Dates and times with seconds, everywhere (admin included): omoi/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["omoi.formats"]
+
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("OMOI_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# WhiteNoise serves what `collectstatic` gathered and, without it (`make web`), finds the files in
+# the apps directly, so the admin and Swagger UI are styled with default settings.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:projects"
+LOGOUT_REDIRECT_URL = "web:login"
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -132,6 +151,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Spec-driven autonomous software development: specs, tickets, agent runs.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's assets come from drf-spectacular-sidecar, served here: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # One schema name per vocabulary, however many fields use it.
     "ENUM_NAME_OVERRIDES": {
         "PhaseEnum": "tickets.models.Phase",
@@ -153,6 +176,12 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 # directories of their own on one machine point it at the same place).
 CELERY_BROKER_DIR = Path(env("OMOI_BROKER_DIR", default=str(DATA_DIR / "broker")))
 CELERY_VISIBILITY_TIMEOUT = env.int("OMOI_BROKER_VISIBILITY_TIMEOUT", default=3600)
+
+# --- Event streams (GET /api/v1/specs/{id}/stream) ------------------------------------------
+# One poller per server process reads new events for every spec that has a listener, in one
+# query per interval; a comment goes out on idle streams every keep-alive interval.
+OMOI_STREAM_POLL_S = env.float("OMOI_STREAM_POLL_S", default=0.5)
+OMOI_STREAM_KEEPALIVE_S = env.float("OMOI_STREAM_KEEPALIVE_S", default=15.0)
 
 # --- The language model ---------------------------------------------------------------------
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")

@@ -15,6 +15,9 @@ urlpatterns = [
     path("api/v1/", include("specs.urls")),
     path("api/v1/", include("tickets.urls")),
     path("api/v1/", include("sandboxes.urls")),
+    # Anything else under /api/ is a JSON 404, whatever the method (never the HTML error page).
+    re_path(r"^api(?:/.*)?$", views.api_not_found, name="api-not-found"),
+    path("", include("web.urls")),
 ]
 
 handler404 = "omoi.views.not_found"

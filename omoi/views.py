@@ -1,6 +1,8 @@
 from django.contrib.auth import authenticate
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from knox.models import AuthToken
 from rest_framework import parsers, serializers, status
@@ -114,11 +116,23 @@ def healthz(request):
     return JsonResponse(body, status=200 if healthy else 503)
 
 
-def not_found(request, exception=None):
-    """A path no route matches answers 404 in the API's JSON error shape (the API is JSON only)."""
-    return JsonResponse({"detail": "Not found."}, status=404)
+def _is_api(request: HttpRequest) -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
 
 
-def server_error(request):
-    """An unexpected failure answers in the API's JSON error shape; the traceback goes to the log."""
-    return JsonResponse({"detail": "The server failed to answer; the error is logged."}, status=500)
+@csrf_exempt
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Paths under /api/ that name no endpoint: a JSON 404, like every other API error."""
+    return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "internal server error"}, status=500)
+    return defaults.server_error(request)

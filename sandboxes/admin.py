@@ -4,6 +4,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from omoi.admin import ModelAdmin
 from sandboxes.models import AgentRun, AgentRunStatus, Sandbox, SandboxEvent
 from sandboxes.selectors import run_transcript
 from sandboxes.services.agent import agent_run_finish
@@ -48,7 +49,7 @@ class ReadOnlyAdminMixin:
 
 
 @admin.register(Sandbox)
-class SandboxAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SandboxAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "id",
         "provider",
@@ -74,7 +75,7 @@ class SandboxAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AgentRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "kind", "phase", "status", "spec", "task", "turns", "cost_usd", "started_at", "finished_at"]
     list_filter = ["kind", "status", "phase"]
     search_fields = ["phase", "stop_reason", "error"]
@@ -117,7 +118,7 @@ class AgentRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SandboxEvent)
-class SandboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SandboxEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "sequence", "type", "spec", "ticket", "task", "sandbox", "created_at"]
     list_filter = ["type", "created_at"]
     search_fields = ["type", "payload"]

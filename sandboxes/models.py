@@ -125,6 +125,10 @@ class AgentRun(models.Model):
             models.Index(fields=["status", "updated_at"], name="sandboxes_run_status_time"),
         ]
 
+    def __str__(self) -> str:
+        what = f"{self.phase} " if self.phase else ""
+        return f"{what}run {self.pk} ({self.get_status_display().lower()}, {self.turns} turns)"
+
 
 class AgentMessage(models.Model):
     """One message of an agent run's transcript, in the Messages API shape ({role, content}). A

@@ -1,6 +1,6 @@
 """Reads of the sandboxes app."""
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 
 from sandboxes.models import AgentMessage, SandboxEvent
 
@@ -12,6 +12,12 @@ def events_after(*, spec_id: int, after: int = 0, limit: int = EVENTS_PAGE_LIMIT
     (capped at 500): a client resumes its stream by passing the last sequence it saw."""
     limit = max(1, min(int(limit), EVENTS_PAGE_LIMIT))
     return SandboxEvent.objects.filter(spec_id=spec_id, sequence__gt=max(int(after), 0)).order_by("sequence")[:limit]
+
+
+def last_sequence(*, spec_id: int) -> int:
+    """The sequence of the spec's latest event (0 before the first)."""
+    found = SandboxEvent.objects.filter(spec_id=spec_id).aggregate(last=Max("sequence"))["last"]
+    return found or 0
 
 
 def run_transcript(*, run) -> list[dict]:

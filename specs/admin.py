@@ -5,14 +5,12 @@ the planning services, which report refusals as messages."""
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from omoi.admin import ReadOnlyInline
+from omoi.admin import ModelAdmin, ReadOnlyInline, pretty_json
 from sandboxes.models import AgentRun
 from specs.models import (
     Spec,
@@ -25,11 +23,7 @@ from specs.models import (
 from specs.services.planning import SpecConflict, spec_approve, spec_cancel, spec_replan, spec_retry
 
 
-def _pretty_json(value) -> str:
-    return format_html('<pre style="white-space: pre-wrap; max-width: 120ch">{}</pre>', json.dumps(value, indent=2))
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -90,7 +84,7 @@ class PlanningRunInline(ReadOnlyInline):
 
 
 @admin.register(Spec)
-class SpecAdmin(admin.ModelAdmin):
+class SpecAdmin(ModelAdmin):
     list_display = ["title", "project", "user", "status", "current_phase", "progress", "require_approval", "created_at"]
     list_filter = ["status", "current_phase", "require_approval", "project"]
     search_fields = ["title", "idea", "project__name", "user__username"]
@@ -129,11 +123,11 @@ class SpecAdmin(admin.ModelAdmin):
 
     @admin.display(description="exploration")
     def exploration(self, spec: Spec) -> str:
-        return _pretty_json(spec.phase_data.get("explore", {}))
+        return pretty_json(spec.phase_data.get("explore", {}))
 
     @admin.display(description="design")
     def design_document(self, spec: Spec) -> str:
-        return _pretty_json(spec.design)
+        return pretty_json(spec.design)
 
     def _control(self, request, queryset, service, done: str) -> None:
         succeeded = 0
@@ -202,6 +196,9 @@ class DependencyLinkInline(ReadOnlyInline):
     show_change_link = False
     verbose_name_plural = "depends on"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("task", "depends_on")
+
 
 class RequirementLinkInline(ReadOnlyInline):
     model = SpecTaskRequirement
@@ -209,6 +206,9 @@ class RequirementLinkInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
     verbose_name_plural = "covers requirements"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("task", "requirement")
 
 
 @admin.register(SpecTask)

@@ -194,6 +194,9 @@ class SpecTaskDependency(models.Model):
             models.CheckConstraint(condition=~Q(task=F("depends_on")), name="specs_task_dependency_not_self"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.task.key} depends on {self.depends_on.key}"
+
 
 class SpecTaskRequirement(models.Model):
     task = models.ForeignKey(SpecTask, on_delete=models.CASCADE, related_name="requirement_links")
@@ -203,3 +206,6 @@ class SpecTaskRequirement(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["task", "requirement"], name="specs_task_requirement_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.task.key} covers {self.requirement.key}"

@@ -3,13 +3,13 @@ grow with its rows."""
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Prefetch, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
 from omoi.models import LLMUsage
-from sandboxes.models import AgentRun, AgentRunKind, EventCounter
-from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecTask
+from sandboxes.models import AgentRun, AgentRunKind, EventCounter, SandboxEvent
+from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus, SpecTask
 from tickets.models import Phase, Ticket
 from tickets.selectors import count_of, project_ids_visible_to
 
@@ -33,6 +33,30 @@ def _spec_counts() -> dict:
         "tickets_count": count_of(Ticket.objects.filter(spec=spec)),
         "tickets_done_count": count_of(Ticket.objects.filter(spec=spec, phase=Phase.DONE)),
     }
+
+
+FINAL_STATUSES = (SpecStatus.COMPLETED, SpecStatus.FAILED, SpecStatus.CANCELLED)
+
+
+def specs_settled(spec_ids: list[int]) -> dict[int, str]:
+    """Of these specs, the ones with nothing more to come, with their status (one query): failed
+    or cancelled ones, completed ones once their pull request step has run (the pull request is
+    open or, for a project without a GitHub repository, the branch was pushed), and deleted ones.
+    A spec's event stream ends when it is settled."""
+    pushed = SandboxEvent.objects.filter(spec_id=OuterRef("pk"), type="spec.branch_pushed")
+    rows = (
+        Spec.objects.filter(pk__in=spec_ids)
+        .annotate(pushed=Exists(pushed))
+        .values_list("pk", "status", "pull_request_url", "project__github_repo", "pushed")
+    )
+    settled = dict.fromkeys(spec_ids, "deleted")
+    for spec_id, status, pull_request_url, github_repo, branch_pushed in rows:
+        del settled[spec_id]
+        if status not in FINAL_STATUSES:
+            continue
+        if status != SpecStatus.COMPLETED or pull_request_url or (not github_repo and branch_pushed):
+            settled[spec_id] = status
+    return settled
 
 
 def spec_list(*, user) -> QuerySet[Spec]:
@@ -106,6 +130,62 @@ def spec_usage(*, spec_id: int) -> dict[str, int | str]:
         "cache_read_input_tokens": totals["cache_read_input_tokens"] or 0,
         "cost_usd": str(totals["cost_usd"] or "0"),
     }
+
+
+def spec_usage_by_phase(*, spec_id: int) -> list[dict[str, object]]:
+    """Model calls, tokens and cost of the spec per phase (planning phases by name, ticket phases
+    of its tasks' runs), in the order the phases were first used: one query."""
+    rows = (
+        LLMUsage.objects.filter(spec_id=spec_id)
+        .values("phase")
+        .annotate(
+            calls=Count("id"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost_usd=Sum("cost_usd"),
+            first=Min("id"),
+        )
+        .order_by("first")
+    )
+    return [
+        {
+            "phase": row["phase"] or "-",
+            "calls": row["calls"],
+            "input_tokens": row["input_tokens"] or 0,
+            "output_tokens": row["output_tokens"] or 0,
+            "tokens": (row["input_tokens"] or 0) + (row["output_tokens"] or 0),
+            "cost_usd": row["cost_usd"] or 0,
+        }
+        for row in rows
+    ]
+
+
+SPEC_TIMELINE_TYPES = (
+    "spec.launched",
+    "spec.status_changed",
+    "spec.phase_started",
+    "spec.phase_completed",
+    "spec.phase_retry",
+    "spec.phase_failed",
+    "spec.phase_requeued",
+    "spec.planning_complete",
+    "spec.approved",
+    "spec.replan_requested",
+    "spec.requirement_updated",
+    "spec.executing",
+    "spec.execution_resumed",
+    "spec.execution_stopped",
+    "spec.completed",
+    "spec.failed",
+    "spec.branch_pushed",
+    "spec.pull_request_opened",
+)
+
+
+def spec_timeline(*, spec_id: int) -> QuerySet[SandboxEvent]:
+    """The spec's own events (phases, status moves, approval, completion, the pull request), in
+    order: what happened to the spec, without every tool call."""
+    return SandboxEvent.objects.filter(spec_id=spec_id, type__in=SPEC_TIMELINE_TYPES).order_by("sequence")
 
 
 def spec_transcripts(*, spec_id: int, kind: str | None = AgentRunKind.PLANNING) -> QuerySet[AgentRun]:

@@ -4,12 +4,15 @@ the reason."""
 
 from __future__ import annotations
 
+from django.core.handlers.asgi import ASGIRequest
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -18,7 +21,8 @@ from omoi.github import GitHubError
 from omoi.leases import lease_claim
 from omoi.schema import error_responses
 from sandboxes.git import GitError
-from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after
+from sandboxes.selectors import EVENTS_PAGE_LIMIT, events_after, last_sequence
+from sandboxes.streaming import spec_event_snapshot, spec_event_stream
 from specs import selectors
 from specs.filters import SpecFilter
 from specs.models import Spec, SpecRequirement
@@ -48,16 +52,28 @@ EventsPage = inline_serializer(
 TranscriptsPage = inline_serializer(name="SpecTranscripts", fields={"results": TranscriptSerializer(many=True)})
 
 
-def _non_negative_int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+def _non_negative_int(request: Request, name: str, default: int, raw: str | None = None) -> int:
+    raw = request.query_params.get(name) if raw is None else raw
     if raw is None:
         return default
     if not (raw.isascii() and raw.lstrip("-").isdigit()):
-        raise ValidationError({name: [f"must be a whole number, not {raw!r}"]})
+        raise ValidationError({name: [f"must be a whole number, not {raw[:40]!r}"]})
     value = int(raw)
     if value < 0:
         raise ValidationError({name: ["must be 0 or more"]})
     return value
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets a client that asks for `text/event-stream` (a browser's EventSource) reach the stream;
+    the stream's body is written by the view, and its errors are rendered as JSON."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return JSONRenderer().render(data)
 
 
 class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -81,6 +97,12 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_serializer_class(self):
         return SpecListSerializer if self.action == "list" else SpecSerializer
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if getattr(self, "action", None) == "stream" and isinstance(response, Response):
+            # An error from the stream endpoint (404, 400, 401) is JSON, whatever was accepted.
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _render(self, spec: Spec, code: int = status.HTTP_200_OK) -> Response:
         spec = selectors.spec_detail(user=self.request.user).get(pk=spec.pk)
@@ -163,7 +185,8 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"], url_path="create-pr")
     def create_pr(self, request: Request, pk=None) -> Response:
         """Retry the pull request step of a completed spec: push its branch and open the pull
-        request (once: an existing one is found, not duplicated)."""
+        request (once: an existing one is found, not duplicated). 409 when the project names no
+        GitHub repository, since there is nowhere to open one."""
         spec = self.get_object()
         if spec.status != "completed":
             raise Conflict(
@@ -172,8 +195,9 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             )
         if not spec.project.github_repo:
             raise Conflict(
-                "the project names no GitHub repository (github_repo): there is no pull request to open; "
-                "the spec branch is pushed to the project's repository",
+                f"project {spec.project.name!r} names no GitHub repository (github_repo), so no pull request can "
+                f"be opened; the spec's branch {spec.branch_name or '(none yet)'} is pushed to the project's "
+                "repository when the spec completes",
                 extra={"status": spec.status, "branch": spec.branch_name},
             )
         held = lease_claim(kind=SPEC_KIND, object_id=spec.pk, create=True)
@@ -280,6 +304,44 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         spec = self.get_object()
         page = self.paginate_queryset(selectors.spec_tasks(spec=spec))
         return self.get_paginated_response(SpecTaskSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="Start after this sequence (default 0)."),
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.INT,
+                location=OpenApiParameter.HEADER,
+                description="Resume after this sequence; sent by EventSource on reconnection, wins over `after`.",
+            ),
+        ],
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def stream(self, request: Request, pk=None) -> StreamingHttpResponse:
+        """The spec's events as Server-Sent Events, live: `id:` the sequence, `event:` the type,
+        `data:` the event as JSON (as in `events`). Resume with `Last-Event-ID` or `?after=N`;
+        a comment every few seconds keeps idle connections open; after a settled spec's last
+        event (completed with its pull request step done, failed, cancelled) an `end` event
+        closes the stream. (Served by WSGI instead of ASGI, it sends the events there are and
+        ends; the client reconnects.)"""
+        spec = self.get_object()
+        header = request.headers.get("Last-Event-ID")
+        if header is not None and header.strip():
+            after = _non_negative_int(request, "Last-Event-ID", 0, raw=header.strip())
+        else:
+            after = _non_negative_int(request, "after", 0)
+        if isinstance(request._request, ASGIRequest):
+            body = spec_event_stream(
+                spec_id=spec.pk, after=after, latest=last_sequence(spec_id=spec.pk), settled=selectors.specs_settled
+            )
+        else:
+            # WSGI holds a thread per response: send what there is, and let the client reconnect.
+            body = spec_event_snapshot(spec_id=spec.pk, after=after, settled=selectors.specs_settled)
+        response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
 
     @extend_schema(responses={200: TranscriptsPage})
     @action(detail=True, methods=["get"])

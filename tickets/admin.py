@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from omoi.admin import ReadOnlyInline
+from omoi.admin import ModelAdmin, ReadOnlyInline
 from omoi.secrets import secret_encrypt
 from tickets import services
 from tickets.errors import TicketError
@@ -102,7 +102,7 @@ class ProjectAdminForm(forms.ModelForm):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ModelAdmin):
     form = ProjectAdminForm
     list_display = [
         "id",
@@ -133,7 +133,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ModelAdmin):
     list_display = ["id", "title", "project", "spec", "phase", "priority", "is_blocked"]
     list_select_related = ["project", "spec"]
     list_filter = ["project", "phase", ("blocked_reason", admin.EmptyFieldListFilter), "blocked_reason", "priority"]
@@ -203,7 +203,7 @@ class TicketAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ModelAdmin):
     list_display = ["id", "task_type", "ticket", "phase", "executor", "status", "attempts", "updated_at"]
     list_select_related = ["ticket"]
     list_filter = ["status", "phase", "executor", "task_type"]
@@ -226,7 +226,7 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseHistory)
-class PhaseHistoryAdmin(admin.ModelAdmin):
+class PhaseHistoryAdmin(ModelAdmin):
     list_display = ["id", "ticket", "from_phase", "to_phase", "actor", "created_at"]
     list_select_related = ["ticket"]
     list_filter = ["to_phase", "from_phase"]
@@ -240,7 +240,7 @@ class PhaseHistoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseGateArtifact)
-class PhaseGateArtifactAdmin(admin.ModelAdmin):
+class PhaseGateArtifactAdmin(ModelAdmin):
     list_display = ["id", "ticket", "phase", "artifact_type", "path", "collected_by", "collected_at"]
     list_select_related = ["ticket"]
     list_filter = ["phase", "artifact_type"]
@@ -249,7 +249,7 @@ class PhaseGateArtifactAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhaseGateResult)
-class PhaseGateResultAdmin(admin.ModelAdmin):
+class PhaseGateResultAdmin(ModelAdmin):
     list_display = ["id", "ticket", "phase", "status", "validated_by", "validated_at"]
     list_select_related = ["ticket"]
     list_filter = ["phase", "status"]

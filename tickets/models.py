@@ -160,6 +160,9 @@ class TicketDependency(models.Model):
             models.CheckConstraint(condition=~Q(ticket=F("depends_on")), name="tickets_dependency_not_self"),
         ]
 
+    def __str__(self) -> str:
+        return f"#{self.ticket_id} waits for #{self.depends_on_id}"
+
 
 class Task(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="tasks")
@@ -213,6 +216,9 @@ class PhaseHistory(models.Model):
             choices_check("to_phase", Phase),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.from_phase or 'new'} → {self.to_phase} by {self.actor}"
+
 
 class PhaseGateArtifact(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="artifacts")
@@ -228,6 +234,9 @@ class PhaseGateArtifact(models.Model):
         constraints = [choices_check("phase", Phase)]
         indexes = [models.Index(fields=["ticket", "phase"], name="tickets_artifact_phase")]
 
+    def __str__(self) -> str:
+        return f"{self.artifact_type} ({self.phase})"
+
 
 class PhaseGateResult(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="gate_results")
@@ -242,3 +251,6 @@ class PhaseGateResult(models.Model):
         ordering = ["id"]
         constraints = [choices_check("phase", Phase), choices_check("status", GateStatus)]
         indexes = [models.Index(fields=["ticket", "phase"], name="tickets_gate_ticket_phase")]
+
+    def __str__(self) -> str:
+        return f"{self.phase} gate {self.status}"

@@ -4,6 +4,11 @@ Script format (JSON):
 
     {
       "model": "replay",                              # optional, recorded in LLMUsage
+      "recorded_for": "the textkit sample, idea ...", # optional, quoted when a request does not fit
+      "expect": {                                     # optional: what each conversation must be about
+        "explore": ["Add word statistics"],           #   fragments its first user message contains
+        "TSK-001": ["TSK-001: Add word_count"],       #   (by full key, SpecTask key, or "*" for all)
+      },
       "conversations": {
         "explore": [TURN, TURN, ...],                 # planning phases by name
         "requirements": [...], "design": [...], "tasks": [...],
@@ -27,6 +32,13 @@ answer. Tool-use ids are derived from the conversation key and turn number.
 The whole script is checked when it is loaded: a malformed turn raises LLMError naming the
 conversation and the turn number, and asking for a turn past the end raises ReplayExhausted
 naming the conversation and how many turns it has.
+
+A replay must never "pass" work it was not recorded for (a CSV-export idea answered with a
+word-count plan). So a script may say what it expects: every call checks the conversation's
+first user message (the idea for a planning phase, "TSK-001: title" for a task) against the
+`expect` fragments, and a request that does not fit raises ReplayMismatch, which names the
+conversation, the missing fragment and what the script was recorded for; the planning phase or
+the task fails with that message.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ from django.conf import settings
 from omoi.llm.base import LLMError, LLMResponse, ReplayExhausted, Usage, UsageContext, estimate_cost
 
 TURN_KEYS = {"tool", "input", "text", "tools", "content", "stop_reason", "usage"}
+SCRIPT_KEYS = {"model", "conversations", "recorded_for", "expect"}
+
+
+class ReplayMismatch(LLMError):
+    """The request is not the conversation the replay script was recorded for."""
 
 
 def _turn_problem(turn: Any) -> str:
@@ -82,6 +99,17 @@ def _load(path: str, mtime: float) -> dict[str, Any]:
         raise LLMError(f"cannot read replay script {path}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("conversations"), dict):
         raise LLMError(f"replay script {path} must be an object with a 'conversations' object")
+    unknown = sorted(set(data) - SCRIPT_KEYS)
+    if unknown:
+        raise LLMError(f"replay script {path} has unknown keys {unknown} (allowed: {sorted(SCRIPT_KEYS)})")
+    if not isinstance(data.get("recorded_for", ""), str):
+        raise LLMError(f"replay script {path}: 'recorded_for' must be a string")
+    expect = data.get("expect", {})
+    if not isinstance(expect, dict) or not all(
+        isinstance(fragments, list) and all(isinstance(f, str) and f for f in fragments)
+        for fragments in expect.values()
+    ):
+        raise LLMError(f"replay script {path}: 'expect' must map conversation keys to lists of non-empty strings")
     for key, turns in data["conversations"].items():
         if not isinstance(turns, list):
             raise LLMError(f"replay script {path}: conversation {key!r} must be a list of turns")
@@ -90,6 +118,21 @@ def _load(path: str, mtime: float) -> dict[str, Any]:
             if problem:
                 raise LLMError(f"replay script {path}: turn {number} of conversation {key!r} {problem}")
     return data
+
+
+def _first_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        return "\n".join(
+            str(block.get("text", ""))
+            for block in content or []
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return ""
 
 
 def _tool_block(spec: dict[str, Any], tool_id: str) -> dict[str, Any]:
@@ -126,6 +169,24 @@ class ReplayProvider:
             return conversations[base]
         raise ReplayExhausted(f"replay script {self.script_path} has no conversation {key!r}")
 
+    def check_fits(self, key: str, messages: list[dict[str, Any]]) -> None:
+        """Refuse a conversation the script was not recorded for (see the module docstring)."""
+        script = self.script()
+        expect = script.get("expect") or {}
+        base = key.split(":", 1)[0]
+        fragments = [*expect.get("*", []), *expect.get(base, []), *(expect.get(key, []) if key != base else [])]
+        if not fragments:
+            return
+        first = _first_user_text(messages)
+        missing = [fragment for fragment in fragments if fragment not in first]
+        if missing:
+            recorded = script.get("recorded_for") or "(the script does not say)"
+            raise ReplayMismatch(
+                f"replay script {self.script_path} does not fit conversation {key!r}: its first message does not "
+                f"contain {missing[0]!r}. The script was recorded for: {recorded}. Use a script recorded for this "
+                "work, or a real model (ANTHROPIC_API_KEY)"
+            )
+
     def complete(
         self,
         *,
@@ -136,6 +197,7 @@ class ReplayProvider:
         max_tokens: int | None = None,
     ) -> LLMResponse:
         turns = self.turns_for(context.conversation_key)
+        self.check_fits(context.conversation_key, messages)
         index = sum(1 for message in messages if message.get("role") == "assistant")
         if index >= len(turns):
             raise ReplayExhausted(

@@ -262,6 +262,8 @@ def handle(command, options) -> None:
     _say(command, f"  repository {repository}")
     _say(command, f"  API token  {token}  (user 'demo'; try: curl -H 'Authorization: Token {token}' "
                   "http://127.0.0.1:8000/api/v1/specs)")  # fmt: skip
+    _say(command, "  web        `make web`, then http://127.0.0.1:8000 as a staff user (`manage.py createsuperuser`: "
+                  "staff see every project, this one included)")  # fmt: skip
 
     log_path = Path(settings.DATA_DIR) / "demo-worker.log"
     worker = _start_worker(env, log_path)

@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +176,78 @@ def test_an_unknown_provider_is_refused():
         get_provider("openai")
 
     assert str(error.value) == "unknown OMOI_LLM_PROVIDER 'openai': use 'anthropic' or 'replay'"
+
+
+EXPECTING = {
+    "recorded_for": "the notes sample and the idea 'tag notes'",
+    "expect": {"*": ["Project: notes"], "explore": ["tag notes"], "TSK-001": ["TSK-001: Tag a note"]},
+    "conversations": {
+        "explore": [{"text": "Looking."}],
+        "TSK-001": [{"text": "Done."}],
+    },
+}
+
+
+def test_a_conversation_that_fits_the_script_is_played(db, script):
+    script(EXPECTING)
+
+    planned = call([{"role": "user", "content": "Project: notes\n\nIdea:\nLet users tag notes."}])
+    task = call(
+        [{"role": "user", "content": [{"type": "text", "text": "Project: notes\n# TSK-001: Tag a note"}]}],
+        key="TSK-001:implement_feature",
+    )
+
+    assert planned.content == [{"type": "text", "text": "Looking."}]
+    assert task.content == [{"type": "text", "text": "Done."}]
+
+
+@pytest.mark.parametrize(
+    "key, first_message, missing",
+    [
+        ("explore", "Project: notes\n\nIdea:\nAdd CSV export.", "tag notes"),
+        ("explore", "Project: shop\n\nIdea:\nLet users tag notes.", "Project: notes"),
+        ("TSK-001:write_tests", "Project: notes\n# TSK-001: Export as CSV", "TSK-001: Tag a note"),
+    ],
+)
+def test_a_conversation_the_script_was_not_recorded_for_is_refused(db, script, key, first_message, missing):
+    from omoi.llm.replay import ReplayMismatch
+
+    script(EXPECTING)
+
+    with pytest.raises(ReplayMismatch) as refused:
+        call([{"role": "user", "content": first_message}], key=key)
+
+    message = str(refused.value)
+    assert f"does not fit conversation {key!r}" in message
+    assert f"does not contain {missing!r}" in message
+    assert "recorded for: the notes sample and the idea 'tag notes'" in message
+    assert not LLMUsage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ({"expect": {"explore": "tag"}}, "'expect' must map conversation keys to lists of non-empty strings"),
+        ({"expect": {"explore": [""]}}, "'expect' must map conversation keys to lists of non-empty strings"),
+        ({"recorded_for": 3}, "'recorded_for' must be a string"),
+        ({"expected": {}}, "unknown keys ['expected']"),
+    ],
+)
+def test_a_malformed_expectation_is_refused_when_the_script_loads(db, script, bad, problem):
+    script({"conversations": {"explore": [{"text": "Looking."}]}, **bad})
+
+    with pytest.raises(LLMError, match=re.escape(problem)):
+        call([{"role": "user", "content": "Go"}])
+
+
+def test_the_demo_script_plays_its_own_idea_and_refuses_another(db, settings):
+    settings.OMOI_REPLAY_SCRIPT = str(Path(settings.BASE_DIR) / "samples" / "textkit.replay.json")
+    from omoi.llm.replay import ReplayMismatch
+
+    fits = call(
+        [{"role": "user", "content": "Project: textkit-demo\n\nIdea:\nAdd word statistics to textkit: count ..."}],
+        tools=[{"name": "list_files", "description": "", "input_schema": {"type": "object"}}],
+    )
+    assert fits.content[-1]["name"] == "list_files"
+    with pytest.raises(ReplayMismatch, match="does not contain 'Add word statistics'"):
+        call([{"role": "user", "content": "Project: textkit-demo\n\nIdea:\nAdd CSV export"}])

@@ -42,6 +42,18 @@ def steering(settings, tmp_path, user, sample_repository):
         spec_execute(spec_id=spec.pk, actor="test")
         return spec
 
+    def launch_idea(conversations: dict[str, list]):
+        """A spec of the sample launched for real (planned by its scripted planner, no approval)."""
+        from specs.services.planning import spec_launch
+
+        script = copy.deepcopy(sample_script())
+        script["conversations"].update(conversations)
+        path = Path(tmp_path) / "launched-script.json"
+        path.write_text(json.dumps(script))
+        settings.OMOI_REPLAY_SCRIPT = str(path)
+        return spec_launch(project_id=project.pk, user=user, idea="Add word statistics", require_approval=False)
+
+    launch.idea = launch_idea
     return launch
 
 

@@ -33,7 +33,17 @@ def scripted_runs() -> list[tuple[str, bool, list[dict]]]:
     missing = {"tool": "read_file", "input": {"path": "textkit/missing.py"}}
     listing = {"tool": "list_files", "input": {"path": "tests"}}
     failing_command = {"tool": "run_command", "input": {"command": "python3 -m unittest tests.test_missing"}}
-    broken_test = "import unittest\n\n\nclass Broken(unittest.TestCase):\n    def test_never(self):\n        self.assertEqual(1, 2)\n"
+    broken_test = "\n".join(
+        [
+            "import unittest",
+            "",
+            "",
+            "class Broken(unittest.TestCase):",
+            "    def test_never(self):",
+            "        self.assertEqual(1, 2)",
+            "",
+        ]
+    )
     demo = sample_script()["conversations"][IMPLEMENT]
     interleaved = []
     for index in range(7):

@@ -288,7 +288,7 @@ def _record_tool_events(
 def agent_turn_run(
     *,
     run: AgentRun,
-    workspace: Workspace,
+    workspace: Workspace | Callable[[], tuple[Workspace, int]],
     tools: list[dict[str, Any]],
     terminal_tools: set[str],
     conversation_key: str,
@@ -333,6 +333,14 @@ def agent_turn_run(
     offered = {tool["name"] for tool in tools}
     if before_tools is not None:
         before_tools()
+    sandbox_id = run.sandbox_id
+    if callable(workspace):
+        # The sandbox is made (or reopened) only now that a tool needs it, so the model's first
+        # call does not wait for a checkout.
+        if any(call.get("name") not in terminal_tools for call in tool_uses):
+            workspace, sandbox_id = workspace()
+        else:
+            workspace = None
     executed, terminal = _execute_tool_uses(
         workspace=workspace, tool_uses=tool_uses, offered=offered, terminal_tools=terminal_tools
     )
@@ -385,7 +393,10 @@ def agent_turn_run(
         _append(locked, new_messages)
         if accounts:
             budget_settle(run_id=run.pk, cost_usd=response.usage.cost_usd)
+        if sandbox_id != run.sandbox_id:
+            run.sandbox_id = sandbox_id
         AgentRun.objects.filter(pk=run.pk).update(
+            sandbox_id=sandbox_id,
             message_count=locked.message_count,
             turns=turn,
             input_tokens=F("input_tokens") + response.usage.input_tokens,

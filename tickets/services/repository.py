@@ -113,6 +113,19 @@ def ticket_start_point(*, ticket: Ticket) -> StartPoint:
     return StartPoint(mirror=mirror, scope=scope, base_branch=base, branch=branch, sha=sha)
 
 
+def ticket_branch_sha(*, ticket: Ticket) -> str:
+    """Where the ticket's branch is: from the database alone when the branch (or its base) is
+    recorded, the common case; else through this worker's mirror."""
+    scope = ticket_scope(ticket)
+    sha = gitstore.ref_get(scope=scope, name=ticket_branch_name(ticket))
+    if sha is not None:
+        return sha
+    base = gitstore.ref_get(scope=scope, name=base_branch_for(ticket))
+    if base is not None:
+        return gitstore.ref_create(scope=scope, name=ticket_branch_name(ticket), sha=base, spec_id=ticket.spec_id)
+    return ticket_start_point(ticket=ticket).sha
+
+
 @dataclass
 class RecordedWork:
     """Where the ticket's branch now is, the files the ticket changed so far (since it forked from

@@ -244,21 +244,19 @@ def _turn(*, task: Task, held: Held, runs) -> str:
     from tickets.services.execution.verification import task_verify
 
     run = runs.active_run(task)
+    if run is not None and not runs.sandbox_still_there(run):
+        # The run's sandbox was replaced (lost with its worker): its uncommitted work is gone, so
+        # the task starts a new conversation from the ticket's last verified commit.
+        runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="its sandbox was lost; a new run starts")
+        run = None
     if run is None:
-        run, workspace = runs.run_begin(task=task)
-    else:
-        _sandbox, workspace = runs.ticket_workspace(ticket=task.ticket, task=task)
-        if run.sandbox_id != _sandbox.pk:
-            # The run's sandbox was replaced (lost with its worker): its uncommitted work is gone,
-            # so the task starts a new conversation from the ticket's last verified commit.
-            runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="its sandbox was lost; a new run starts")
-            run, workspace = runs.run_begin(task=task)
+        run = runs.run_begin(task=task)
     finish = runs.pending_finish(run)
     if finish is not None:
         return task_verify(
             run=run,
             task=task,
-            workspace=workspace,
+            workspace=runs.ticket_workspace(ticket=task.ticket, task=task)[1],
             tool_use_id=finish["id"],
             finish_input=finish.get("input") or {},
             held=held,
@@ -283,7 +281,10 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             task_give_up(task_id=task.pk, reason=review.message, blocked=BlockedReason.STUCK, evidence=evidence)
         return "stuck"
     try:
-        outcome = runs.run_turn(run=run, task=task, workspace=workspace, held=held)
+        outcome = runs.run_turn(run=run, task=task, workspace=runs.lazy_workspace(run=run, task=task), held=held)
+    except runs.SandboxReplaced:
+        runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="its sandbox was lost; a new run starts")
+        return "restarted"
     except BudgetExceeded as exc:
         with events_batch():
             held.assert_mine()
@@ -309,7 +310,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
         raise
     if outcome.kind == "terminal":
         return task_verify(
-            run=run, task=task, workspace=workspace, tool_use_id=outcome.tool_use_id, finish_input=outcome.input,
-            held=held,
+            run=run, task=task, workspace=runs.ticket_workspace(ticket=task.ticket, task=task)[1],
+            tool_use_id=outcome.tool_use_id, finish_input=outcome.input, held=held,
         )  # fmt: skip
     return outcome.kind

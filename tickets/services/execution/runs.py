@@ -22,8 +22,7 @@ from sandboxes.services.agent import (
     agent_turn_run,
     pending_terminal_call,
 )
-from sandboxes.services.gitstore import workspace_head
-from sandboxes.services.sandbox import sandbox_acquire
+from sandboxes.services.sandbox import sandbox_acquire, sandbox_live
 from sandboxes.services.setup import SetupFailed, sandbox_setup_ensure
 from sandboxes.tools import EXECUTION_TOOLS
 from sandboxes.workspace import CommandRefused, Workspace
@@ -129,11 +128,12 @@ def ticket_workspace(*, ticket: Ticket, task: Task | None = None):
     return sandbox, workspace
 
 
-def run_begin(*, task: Task) -> tuple[AgentRun, Workspace]:
-    """A new conversation for a running agent task, in the ticket's sandbox. Its base is the
-    sandbox's HEAD: the work this task's changes are measured from."""
-    sandbox, workspace = ticket_workspace(ticket=task.ticket, task=task)
-    run = agent_run_start(
+def run_begin(*, task: Task) -> AgentRun:
+    """A new conversation for a running agent task. Its base is where the ticket's branch is (what
+    the ticket's sandbox holds): the work this task's changes are measured from. The sandbox itself
+    is reached when the first tool needs it (lazy_workspace), so the model's first call does not
+    wait for a checkout."""
+    return agent_run_start(
         kind=AgentRunKind.TASK,
         spec_id=task.ticket.spec_id,
         task_id=task.pk,
@@ -141,10 +141,32 @@ def run_begin(*, task: Task) -> tuple[AgentRun, Workspace]:
         phase=task.phase,
         system_prompt=SYSTEM_PROMPT,
         first_message=first_message(task),
-        sandbox_id=sandbox.pk,
-        base_sha=workspace_head(workspace),
+        base_sha=repository.ticket_branch_sha(ticket=task.ticket),
     )
-    return run, workspace
+
+
+class SandboxReplaced(Exception):
+    """The run's sandbox is gone (lost with its worker, released): its uncommitted work with it."""
+
+
+def lazy_workspace(*, run: AgentRun, task: Task):
+    """The run's sandbox when a tool first needs it: (workspace, sandbox id)."""
+
+    def reach() -> tuple[Workspace, int]:
+        sandbox, workspace = ticket_workspace(ticket=task.ticket, task=task)
+        if run.sandbox_id and sandbox.pk != run.sandbox_id:
+            raise SandboxReplaced(f"sandbox {run.sandbox_id} of run {run.pk} was replaced by {sandbox.pk}")
+        return workspace, sandbox.pk
+
+    return reach
+
+
+def sandbox_still_there(run: AgentRun) -> bool:
+    """False when the run worked in a sandbox that is no longer the ticket's live one."""
+    if not run.sandbox_id:
+        return True
+    live = sandbox_live(ticket_id=run.task.ticket_id) if run.task_id else None
+    return live is not None and live.pk == run.sandbox_id
 
 
 def run_limit(run: AgentRun) -> tuple[str, str] | None:
@@ -183,7 +205,7 @@ def pending_finish(run: AgentRun) -> dict[str, Any] | None:
     return pending_terminal_call(run, {"finish"})
 
 
-def run_turn(*, run: AgentRun, task: Task, workspace: Workspace, held: Held):
+def run_turn(*, run: AgentRun, task: Task, workspace, held: Held):
     """One model turn of the task's run (the caller holds the ticket's lease), charged to the task's
     accounts."""
     return agent_turn_run(

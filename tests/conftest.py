@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -66,3 +68,25 @@ def start_worker(transactional_db, tmp_path):
     for worker in workers:
         worker.stop()
     purge_broker()
+
+
+@pytest.fixture
+def capture_sends(django_capture_on_commit_callbacks, monkeypatch):
+    """capture_sends(): a block at whose end its on-commit callbacks run (as a commit would run
+    them), with every Celery message they send recorded instead of sent, as (task name, args,
+    queue). Steps are sent on commit by omoi.leases, so this is what a worker would receive."""
+    from omoi.celery import app
+
+    @contextmanager
+    def capture():
+        sent: list[tuple[str, tuple, str]] = []
+
+        def send_task(name, args=None, kwargs=None, **options):
+            sent.append((name, tuple(args or ()), options.get("queue", "")))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(app, "send_task", send_task)
+            with django_capture_on_commit_callbacks(execute=True):
+                yield sent
+
+    return capture

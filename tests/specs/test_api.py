@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sandboxes.models import AgentRun, SandboxEvent
+from sandboxes.selectors import run_transcript
 from specs.models import (
     Spec,
     SpecAcceptanceCriterion,
@@ -14,7 +15,6 @@ from specs.models import (
     SpecTaskRequirement,
 )
 from tests.factories import ProjectFactory, SpecFactory, SpecRequirementFactory, TicketFactory
-from sandboxes.selectors import run_transcript
 from tests.specs.conftest import run_planning
 from tests.specs.scripts import IDEA, TASKS, planning_script, submit
 from tests.support.steps import drain, waiting_steps

@@ -16,7 +16,6 @@ from specs.models import Spec, SpecAcceptanceCriterion, SpecRequirement, SpecTas
 from specs.services.planning import spec_cancel, spec_launch, spec_retry
 from specs.tasks import spec_step_task
 from tests.specs.conftest import run_phase, run_planning, spec_steps
-from tests.support.steps import drain, waiting_steps
 from tests.specs.scripts import (
     DESIGN,
     EXPECTED_DEPENDENCIES,
@@ -29,6 +28,7 @@ from tests.specs.scripts import (
     planning_script,
     submit,
 )
+from tests.support.steps import drain, waiting_steps
 
 PLANNING_EVENTS = ("spec.", "agent.started", "agent.finished")
 

@@ -3,6 +3,7 @@
 import pytest
 
 from sandboxes.models import SandboxEvent
+from tests.support.steps import waiting_steps
 from tests.tickets.conftest import (
     allowed_pairs,
     disallowed_pairs,
@@ -22,7 +23,6 @@ from tickets.models import (
     Task,
     TaskStatus,
 )
-from tests.support.steps import waiting_steps
 from tickets.services import ticket_block, ticket_progress, ticket_start, ticket_transition, ticket_unblock
 from tickets.services.execution import next_action
 from tickets.signals import ticket_blocked, ticket_completed

@@ -171,7 +171,8 @@ def _advance(*, ticket_id: int, held: Held) -> str:
                 with events_batch():
                     host_steps.planned_complete(task=task)
                 continue
-            return host_steps.host_tests(task=task, held=held) if mode == "tests" else _merge(task, held)
+            outcome = host_steps.host_tests(task=task, held=held) if mode == "tests" else _merge(task, held)
+            return _released_if_given_up(task.ticket_id, outcome)
         return _turn(task=task, held=held, runs=runs)
     with transaction.atomic():
         held.finish(more=True)
@@ -211,6 +212,19 @@ def _merge(task: Task, held: Held) -> str:
     return result
 
 
+# Outcomes after which the task failed and the ticket is BLOCKED by its own step.
+GIVEN_UP = {"failed", "unverifiable", "conflict"}
+
+
+def _released_if_given_up(ticket_id: int, outcome: str) -> str:
+    """A task the host gave up on (failing checks, no way to verify, a merge conflict) leaves its
+    ticket BLOCKED: like the limit and model-error paths, its sandbox is released (a retry starts a
+    new run from the ticket branch's last verified commit), so nothing holds it while it waits."""
+    if outcome in GIVEN_UP:
+        _release_sandbox(ticket_id)
+    return outcome
+
+
 def _release_sandbox(ticket_id: int) -> None:
     sandbox = sandbox_live(ticket_id=ticket_id)
     if sandbox is not None:
@@ -235,7 +249,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             run, workspace = runs.run_begin(task=task)
     finish = runs.pending_finish(run)
     if finish is not None:
-        return task_verify(
+        outcome = task_verify(
             run=run,
             task=task,
             workspace=workspace,
@@ -243,6 +257,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             finish_input=finish.get("input") or {},
             held=held,
         )
+        return _released_if_given_up(task.ticket_id, outcome)
     limit = runs.run_limit(run)
     if limit is not None:
         blocked, reason = limit
@@ -268,10 +283,11 @@ def _turn(*, task: Task, held: Held, runs) -> str:
     except AgentRunError:
         raise
     if outcome.kind == "terminal":
-        return task_verify(
+        verified = task_verify(
             run=run, task=task, workspace=workspace, tool_use_id=outcome.tool_use_id, finish_input=outcome.input,
             held=held,
         )  # fmt: skip
+        return _released_if_given_up(task.ticket_id, verified)
     with transaction.atomic():
         held.finish(more=True)
     return outcome.kind

@@ -381,3 +381,50 @@ def test_passing_tests_fixture_is_what_the_gate_wants(ticket_in):
     ticket = ticket_in(Phase.TESTING)
     satisfy_gate(ticket, Phase.TESTING)
     assert PhaseGateArtifact.objects.get().content == PASSING_TESTS
+
+
+TASK_MOVE_PAIRS = [(a, b) for a in TaskStatus.values for b in TaskStatus.values if a != b]
+
+
+@pytest.mark.parametrize(("from_status", "to_status"), TASK_MOVE_PAIRS)
+def test_task_status_changes_only_along_the_table(ticket_in, from_status, to_status):
+    from django.db import transaction
+
+    from tickets.services.tasks import TASK_MOVES, task_transition
+
+    ticket = ticket_in(Phase.DESIGN)
+    task = TaskFactory(ticket=ticket, task_type="create_design", status=from_status, attempts=1, error="earlier")
+    before = Task.objects.filter(pk=task.pk).values().get()
+
+    if to_status not in TASK_MOVES[from_status]:
+        with pytest.raises(InvalidTaskState, match=f"task #{task.pk} is {from_status}; it cannot become {to_status}"):
+            with transaction.atomic():
+                task_transition(task=task, to=to_status, error="why")
+        assert Task.objects.filter(pk=task.pk).values().get() == before
+        return
+
+    with transaction.atomic():
+        task_transition(task=task, to=to_status, error="why")
+
+    task.refresh_from_db()
+    assert task.status == to_status
+    if to_status == TaskStatus.RUNNING:
+        assert (task.attempts, task.error, task.completed_at) == (2, "", None)
+        assert task.started_at is not None
+    elif to_status == TaskStatus.PENDING:
+        assert (task.attempts, task.error, task.started_at, task.completed_at) == (1, "", None, None)
+    else:
+        assert task.completed_at is not None
+        assert task.error == ("" if to_status == TaskStatus.COMPLETED else "why")
+
+
+def test_the_task_table_has_no_way_out_of_a_final_status_but_a_new_pass():
+    from tickets.services.tasks import TASK_MOVES
+
+    assert {status: sorted(moves) for status, moves in TASK_MOVES.items()} == {
+        "pending": ["cancelled", "completed", "failed", "running"],
+        "running": ["cancelled", "completed", "failed"],
+        "completed": ["pending"],
+        "failed": ["pending"],
+        "cancelled": ["pending"],
+    }

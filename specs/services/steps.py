@@ -71,9 +71,19 @@ def spec_give_up(spec_id: int, error: str) -> None:
         event_record(type="spec.pull_request_failed", payload={"error": error[:2000]}, spec_id=spec_id)
 
 
+def spec_lock(spec_id: int) -> None:
+    Spec.objects.select_for_update(no_key=True).filter(pk=spec_id).values_list("pk", flat=True).first()
+
+
 def register() -> None:
     work_kind_register(
-        WorkKind(name=SPEC_KIND, task_name="specs.tasks.spec_step_task", route=spec_route, give_up=spec_give_up)
+        WorkKind(
+            name=SPEC_KIND,
+            task_name="specs.tasks.spec_step_task",
+            route=spec_route,
+            give_up=spec_give_up,
+            lock=spec_lock,
+        )
     )
     from omoi.reconcile import RULES, Rule
 

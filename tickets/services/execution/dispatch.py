@@ -71,9 +71,19 @@ def ticket_give_up(ticket_id: int, error: str) -> None:
         ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
 
 
+def ticket_lock(ticket_id: int) -> None:
+    Ticket.objects.select_for_update(no_key=True).filter(pk=ticket_id).values_list("pk", flat=True).first()
+
+
 def register() -> None:
     work_kind_register(
-        WorkKind(name=KIND, task_name="tickets.tasks.ticket_step_task", route=ticket_route, give_up=ticket_give_up)
+        WorkKind(
+            name=KIND,
+            task_name="tickets.tasks.ticket_step_task",
+            route=ticket_route,
+            give_up=ticket_give_up,
+            lock=ticket_lock,
+        )
     )
 
 

@@ -62,13 +62,15 @@ def ticket_route(ticket_id: int) -> str:
 
 def ticket_give_up(ticket_id: int, error: str) -> None:
     """The ticket's step failed too often: its running task fails and the ticket is BLOCKED
-    (environment) with the error, where people look."""
+    (environment) with the error, where people look, and its sandbox is released."""
     from tickets.services.execution.outcomes import task_give_up, ticket_block_for
 
     running = Task.objects.filter(ticket_id=ticket_id, status=TaskStatus.RUNNING).values_list("pk", flat=True).first()
     reason = f"the ticket's step kept failing: {error}"
     if running is None or not task_give_up(task_id=running, reason=reason, blocked=BlockedReason.ENVIRONMENT):
         ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
+    # Like every task the host gives up on, the blocked ticket holds no sandbox (after the commit).
+    transaction.on_commit(lambda: _release_sandbox(ticket_id), robust=True)
 
 
 def ticket_lock(ticket_id: int) -> None:

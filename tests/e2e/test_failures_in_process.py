@@ -187,3 +187,28 @@ def test_a_step_given_up_on_a_spec_already_failed_changes_nothing(user):
     spec.refresh_from_db()
     assert (spec.status, spec.last_error) == ("failed", "earlier")
     assert timezone.now() - spec.updated_at < timedelta(minutes=1)
+
+
+def test_a_ticket_whose_step_is_given_up_releases_its_sandbox(user, sample_repository, execution_env, monkeypatch):
+    from sandboxes.models import Sandbox
+    from specs.services.bridge import spec_execute
+    from tickets.services.execution import runs
+
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command="python3 -m unittest")
+    spec = spec_execute(spec_id=planned_spec(project=project, user=user).pk, actor="test")
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    sandbox, _workspace = runs.ticket_workspace(ticket=ticket)
+
+    def broken(**kwargs):
+        raise ValueError("a bug, not a passing trouble")
+
+    monkeypatch.setattr(runs, "run_begin", broken)
+    Ticket.objects.filter(pk=ticket.pk).update(phase=Phase.IMPLEMENTATION)
+    Task.objects.create(ticket=ticket, phase=Phase.IMPLEMENTATION, task_type="implement_feature", executor="agent")
+
+    assert run_step("ticket", ticket.pk) == "failed:gave_up"
+
+    ticket.refresh_from_db()
+    assert (ticket.phase, ticket.blocked_reason) == (Phase.BLOCKED, "environment")
+    assert "ValueError: a bug, not a passing trouble" in ticket.blocked_message
+    assert Sandbox.objects.get(pk=sandbox.pk).status == "released"

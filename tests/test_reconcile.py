@@ -249,6 +249,25 @@ def test_a_completed_spec_without_its_pull_request_gets_it_once(user, sample, se
     assert Spec.objects.get(pk=gave_up.pk).pull_request_url == ""
 
 
+def test_a_completed_spec_whose_branch_was_not_pushed_gets_it_pushed(user, sample, capture_sends):
+    project = ProjectFactory(owner=user, repository=str(sample))  # no GitHub: the push is the whole step
+    spec = spec_execute(spec_id=planned_spec(project=project, user=user).pk, actor="test")
+    Ticket.objects.filter(spec=spec).update(phase=Phase.DONE)
+    Spec.objects.filter(pk=spec.pk).update(status="completed", current_phase="complete")
+    Lease.objects.all().delete()
+    assert not git.branch_exists(sample, spec.branch_name)
+
+    with capture_sends() as sent:
+        assert only(reconcile()) == {"specs_without_step": 1}
+
+    assert sent == [(SPEC_STEP, (spec.pk,), "default")]
+    assert drain() == [("spec", spec.pk, "pull_request")]
+    spec.refresh_from_db()
+    assert spec.branch_pushed_at is not None and spec.pull_request_url == ""
+    assert git.rev_parse(sample, f"refs/heads/{spec.branch_name}") == repository.spec_branch_sha(spec=spec)
+    assert only(reconcile()) == {}
+
+
 # --- Tickets -----------------------------------------------------------------------------------------
 
 

@@ -68,6 +68,39 @@ def test_finish_with_failing_tests_does_not_complete_the_task(user, sample_repos
     assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
 
 
+def test_a_retry_after_failing_checks_resumes_the_blocked_ticket_and_the_spec_completes(
+    api, user, sample_repository, execution_env, replay, settings
+):
+    broken = sample_script()
+    finish = {"tool": "finish", "input": {"summary": "Done, trust me."}}
+    broken["conversations"]["TSK-001:implement_feature"] = [
+        {"tool": "write_file", "input": {"path": "textkit/stats.py", "content": BROKEN_STATS}},
+        broken["conversations"]["TSK-001:implement_feature"][2],
+        finish,
+    ]
+    replay(broken)
+    settings.OMOI_TASK_MAX_VERIFICATIONS = 1
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
+    spec = planned_spec(project=project, user=user)
+    spec_execute(spec_id=spec.pk, actor="test")
+    drain()
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
+
+    replay(sample_script())  # the model does it right this time
+    response = api.post(f"/api/v1/specs/{spec.pk}/retry")
+    assert response.status_code == 200, response.json()
+    drain()
+
+    spec.refresh_from_db()
+    assert (spec.status, spec.last_error) == ("completed", "")
+    implement = Task.objects.get(ticket__spec=spec, ticket__spec_task__key="TSK-001", task_type="implement_feature")
+    assert (implement.status, implement.attempts) == ("completed", 2)
+    runs = list(implement.agent_runs.order_by("id").values_list("status", "sandbox_id"))
+    assert [status for status, _sandbox in runs] == ["failed", "finished"]
+    assert runs[0][1] != runs[1][1]  # the retry worked in a fresh sandbox, from the last verified commit
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
+
+
 def test_escapes_and_environment_reads_are_refused_and_recorded(user, sample_repository, execution_env, replay):
     script = sample_script()
     attempts = [

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from omoi.models import LLMUsage
-from sandboxes.models import Sandbox, SandboxEvent
+from sandboxes.models import AgentRun, Sandbox, SandboxEvent
+from sandboxes.selectors import run_transcript
 from specs.models import Spec
 from specs.services.bridge import spec_execute
 from tests.e2e.conftest import planned_spec, sample_script, write_script
@@ -99,6 +100,30 @@ def test_a_retry_after_failing_checks_resumes_the_blocked_ticket_and_the_spec_co
     assert [status for status, _sandbox in runs] == ["failed", "finished"]
     assert runs[0][1] != runs[1][1]  # the retry worked in a fresh sandbox, from the last verified commit
     assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
+
+
+def test_work_that_cannot_be_verified_blocks_the_ticket_with_the_reason(user, sample_repository, execution_env, replay):
+    script = sample_script()
+    script["conversations"]["explore"][-1]["input"]["test_command"] = ""  # planning found no test command
+    replay(script)
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command="")
+    spec = planned_spec(project=project, user=user, script=script)
+
+    spec_execute(spec_id=spec.pk, actor="test")
+    drain()
+
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    assert (ticket.phase, ticket.blocked_reason) == ("BLOCKED", "environment")
+    assert ticket.blocked_message == (
+        "implement_feature failed: no test command is known: set the project's test_command"
+    )
+    run = AgentRun.objects.get(task__ticket=ticket)
+    assert (run.status, run.stop_reason) == ("failed", "no test command is known: set the project's test_command")
+    assert run_transcript(run=run)[-1]["content"][-1]["content"] == (
+        "The host cannot verify: no test command is known: set the project's test_command."
+    )
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
 
 
 def test_escapes_and_environment_reads_are_refused_and_recorded(user, sample_repository, execution_env, replay):

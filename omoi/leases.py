@@ -50,12 +50,15 @@ class WorkKind:
     """How to run and route one kind of work. `task_name` is a Celery task taking the object id;
     `route` answers the queue for an object ("" = the task's own route; a node's queue when the work
     needs that node's disk); `give_up` puts an object whose step failed too often into a visible
-    state (it runs inside a transaction)."""
+    state (it runs inside a transaction); `lock` locks the object's own row. Code that changes an
+    object locks its row and then enqueues its work (the lease row), so a holder recording its
+    outcome takes them in the same order: the object, then the lease (no deadlock between them)."""
 
     name: str
     task_name: str
     route: Callable[[int], str]
     give_up: Callable[[int, str], None]
+    lock: Callable[[int], None] | None = None
 
 
 WORK_KINDS: dict[str, WorkKind] = {}
@@ -216,6 +219,11 @@ class Held:
     def _mine(self):
         return Lease.objects.filter(kind=self.kind, object_id=self.object_id, owner=self.owner)
 
+    def _lock_object(self) -> None:
+        lock = WORK_KINDS[self.kind].lock
+        if lock is not None:
+            lock(self.object_id)
+
     def renew(self) -> bool:
         """Push the expiry forward; False (and `lost` set) when the lease is no longer ours."""
         renewed = self._mine().update(expires_at=timezone.now() + timedelta(seconds=self.ttl))
@@ -268,7 +276,8 @@ class Held:
     def finish(self, *, more: bool = False) -> None:
         """Inside the outcome's transaction: make sure the lease is still ours (LeaseLost otherwise,
         which rolls the outcome back), then end it, or, with `more` (or when more work arrived
-        meanwhile), hand it to the next step, sent on commit."""
+        meanwhile), hand it to the next step, sent on commit. The object's row is locked first."""
+        self._lock_object()
         row = self._mine().select_for_update().values("rerun").first()
         if row is None:
             self.lost.set()
@@ -302,6 +311,7 @@ class Held:
         self._forget()
         error = storable(error, 4000)
         with transaction.atomic():
+            self._lock_object()
             row = self._mine().select_for_update().values("failures").first()
             if row is None:
                 return "lost"

@@ -1,5 +1,6 @@
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+def no_lease_held_across_tests():
+    """A claimed lease answers for its object in its thread until the step ends (omoi.leases); a
+    test that claims one directly must not leave it answering in the tests that follow."""
+    yield
+    from omoi import leases
+
+    leases._holding.__dict__.pop("leases", None)
 
 
 @pytest.fixture
@@ -125,3 +135,25 @@ def repository_root(tmp_path, settings) -> Path:
 def local_repository(repository_root) -> Path:
     """A reachable repository with branch main that the repository policy accepts."""
     return make_git_repository(repository_root / "widgets")
+
+
+@pytest.fixture
+def capture_sends(django_capture_on_commit_callbacks, monkeypatch):
+    """capture_sends(): a block at whose end its on-commit callbacks run (as a commit would run
+    them), with every Celery message they send recorded instead of sent, as (task name, args,
+    queue). Steps are sent on commit by omoi.leases, so this is what a worker would receive."""
+    from omoi.celery import app
+
+    @contextmanager
+    def capture():
+        sent: list[tuple[str, tuple, str]] = []
+
+        def send_task(name, args=None, kwargs=None, **options):
+            sent.append((name, tuple(args or ()), options.get("queue", "")))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(app, "send_task", send_task)
+            with django_capture_on_commit_callbacks(execute=True):
+                yield sent
+
+    return capture

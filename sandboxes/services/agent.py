@@ -307,6 +307,10 @@ def agent_turn_run(
     if run.status != AgentRunStatus.RUNNING:
         return TurnOutcome(kind="stale", turns=run.turns)
     messages = run_messages(run)
+    if len(messages) != run.message_count:
+        # `run` was loaded before another delivery committed a turn: this copy is late, and must
+        # neither call the model nor run tools for a turn it would not be allowed to commit.
+        return TurnOutcome(kind="stale", turns=run.turns)
     if messages and messages[-1].get("role") == "assistant":
         raise AgentRunError(f"agent run {run.pk} waits for agent_run_reply to its terminal tool call")
     queued = _pending_messages(run) if messages else []

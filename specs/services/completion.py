@@ -216,7 +216,10 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
         if held is not None:
             held.check()
         with events_batch():
-            Spec.objects.filter(pk=spec.pk).update(branch_pushed_at=timezone.now(), updated_at=timezone.now())
+            pushed = {"branch_pushed_at": timezone.now(), "updated_at": timezone.now()}
+            if not project.github_repo:
+                pushed["last_error"] = ""  # without GitHub the push is the whole step: it succeeded
+            Spec.objects.filter(pk=spec.pk).update(**pushed)
             event_record(
                 type="spec.branch_pushed",
                 payload={"branch": spec.branch_name, "repository": push_url},
@@ -234,8 +237,9 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
         if held is not None:
             held.check()
         with events_batch():
+            # A completed spec's last_error can only say why its pull request was missing.
             updated = Spec.objects.filter(pk=spec.pk, pull_request_url="").update(
-                pull_request_url=pull.url, pull_request_number=pull.number, updated_at=timezone.now()
+                pull_request_url=pull.url, pull_request_number=pull.number, last_error="", updated_at=timezone.now()
             )
             if updated:
                 event_record(

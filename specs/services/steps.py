@@ -27,7 +27,7 @@ from omoi.retry import describe_error, is_transient
 from sandboxes.models import LIVE_SANDBOX_STATUSES, Sandbox
 from sandboxes.services.events import event_record, events_batch
 from sandboxes.services.sandbox import SandboxElsewhere
-from specs.models import Spec, SpecStatus
+from specs.models import Spec, SpecPhase, SpecStatus
 from specs.services.planning import SPEC_KIND, planning_step, spec_transition
 from tickets.models import Phase
 
@@ -57,24 +57,34 @@ def spec_give_up(spec_id: int, error: str) -> None:
     resumes it); a completed spec keeps its status and records why its pull request is missing."""
     spec = Spec.objects.get(pk=spec_id)
     if spec.status in (S.PLANNING, S.EXECUTING, S.PLANNING_COMPLETE):
-        if spec.status == S.PLANNING_COMPLETE:
-            # The bridge kept failing: the spec fails at EXECUTE, and a retry runs the bridge again.
-            Spec.objects.filter(pk=spec_id).update(current_phase="execute")
+        # The bridge kept failing: the spec fails at EXECUTE, and a retry runs the bridge again.
+        phase = SpecPhase.EXECUTE if spec.status == S.PLANNING_COMPLETE else spec.current_phase
         spec_transition(
             spec_id=spec_id,
             status=S.FAILED,
+            phase=phase,
             actor="system",
-            reason=f"the {spec.current_phase} step kept failing",
-            error=f"the {spec.current_phase} step kept failing: {error}",
+            reason=f"the {phase} step kept failing",
+            error=f"the {phase} step kept failing: {error}",
         )
     elif spec.status == S.COMPLETED:
         Spec.objects.filter(pk=spec_id).update(last_error=f"the pull request step kept failing: {error}"[:4000])
         event_record(type="spec.pull_request_failed", payload={"error": error[:2000]}, spec_id=spec_id)
 
 
+def spec_lock(spec_id: int) -> None:
+    Spec.objects.select_for_update(no_key=True).filter(pk=spec_id).values_list("pk", flat=True).first()
+
+
 def register() -> None:
     work_kind_register(
-        WorkKind(name=SPEC_KIND, task_name="specs.tasks.spec_step_task", route=spec_route, give_up=spec_give_up)
+        WorkKind(
+            name=SPEC_KIND,
+            task_name="specs.tasks.spec_step_task",
+            route=spec_route,
+            give_up=spec_give_up,
+            lock=spec_lock,
+        )
     )
     from omoi.reconcile import RULES, Rule
 

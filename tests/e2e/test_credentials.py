@@ -14,10 +14,10 @@ from sandboxes.models import SandboxEvent
 from specs.models import Spec
 from specs.services.bridge import spec_execute
 from specs.services.completion import spec_completion_check
-from specs.tasks import spec_pull_request_task
 from tests.e2e.conftest import planned_spec
 from tests.factories import ProjectFactory
 from tests.support.git_http import GitHttpServer
+from tests.support.steps import drain
 from tickets.models import Phase, Project, Task, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -59,16 +59,14 @@ def _complete(spec: Spec) -> Spec:
 
 
 def test_the_pull_request_step_never_sends_the_token_to_the_typed_repository(
-    api, user, user_server, fake_github, execution_env, settings, django_capture_on_commit_callbacks
+    api, user, user_server, fake_github, execution_env, settings
 ):
     settings.GITHUB_API_URL = fake_github.url
     project = _project_via_api(api, f"{user_server.url}/me/textkit.git", github_repo="acme/textkit")
     spec = _complete(planned_spec(project=project, user=user))
 
-    with django_capture_on_commit_callbacks() as scheduled:
-        spec_completion_check(spec_id=spec.pk)
-    assert len(scheduled) == 1  # the pull request step, enqueued on commit; run it as a worker would
-    spec_pull_request_task.apply(args=[spec.pk]).get()
+    assert spec_completion_check(spec_id=spec.pk) == "completed"
+    drain()  # the pull request step, run as a worker would
 
     spec.refresh_from_db()
     assert (spec.status, spec.pull_request_number) == ("completed", 1)
@@ -106,12 +104,14 @@ def test_without_a_github_repo_the_push_goes_to_the_repository_with_no_token(
     settings.GITHUB_API_URL = fake_github.url
     project = _project_via_api(api, f"{user_server.url}/me/textkit.git")
     spec = _complete(planned_spec(project=project, user=user))
-    Spec.objects.filter(pk=spec.pk).update(status="completed", current_phase="complete", completed_at=timezone.now())
 
-    response = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
+    assert spec_completion_check(spec_id=spec.pk) == "completed"
+    drain()  # the completed spec's step pushes its branch
     spec.refresh_from_db()
+    response = api.post(f"/api/v1/specs/{spec.pk}/create-pr")
 
-    assert response.status_code == 200, response.json()
+    assert spec.branch_pushed_at is not None
+    assert response.status_code == 409 and "names no GitHub repository" in response.json()["detail"]
     assert any(r["path"].endswith("git-receive-pack") for r in user_server.requests)
     assert all("Authorization" not in r["headers"] for r in user_server.requests)
     assert _leaked(user_server.requests, GLOBAL_TOKEN) == []

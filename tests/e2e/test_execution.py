@@ -1,25 +1,37 @@
-"""Execution with a real worker, from a planned spec: the host's verification decides, and the
-sandbox refuses what a model must not do."""
+"""Execution from a planned spec, its steps run in this process as a worker runs them: the host's
+verification decides, the sandbox refuses what a model must not do, and limits end a run with a
+clear reason."""
+
+import os
 
 import pytest
 
-from sandboxes.models import SandboxEvent
+from omoi.models import LLMUsage
+from sandboxes.models import AgentRun, Sandbox, SandboxEvent
+from sandboxes.selectors import run_transcript
 from specs.models import Spec
 from specs.services.bridge import spec_execute
 from tests.e2e.conftest import planned_spec, sample_script, write_script
 from tests.factories import ProjectFactory
-from tests.worker import wait_for
+from tests.support.steps import drain
 from tickets.models import PhaseGateArtifact, Task, Ticket
 
-pytestmark = pytest.mark.worker
+pytestmark = pytest.mark.django_db
 
 BROKEN_STATS = "def word_count(text):\n    return 0\n"
 TEST_CMD = "python3 -m unittest discover -s tests -v"
 
 
-def test_finish_with_failing_tests_does_not_complete_the_task(
-    start_worker, user, sample_repository, execution_env, tmp_path
-):
+@pytest.fixture
+def replay(settings, tmp_path):
+    def use(script: dict) -> None:
+        settings.OMOI_LLM_PROVIDER = "replay"
+        settings.OMOI_REPLAY_SCRIPT = write_script(tmp_path, script)
+
+    return use
+
+
+def test_finish_with_failing_tests_does_not_complete_the_task(user, sample_repository, execution_env, replay, settings):
     script = sample_script()
     finish = {"tool": "finish", "input": {"summary": "Done, trust me."}}
     real_tests = script["conversations"]["TSK-001:implement_feature"][2]
@@ -30,19 +42,16 @@ def test_finish_with_failing_tests_does_not_complete_the_task(
         finish,
         finish,
     ]
-    worker = start_worker(
-        env={**execution_env, "OMOI_REPLAY_SCRIPT": write_script(tmp_path, script), "OMOI_TASK_MAX_VERIFICATIONS": "3"}
-    )
+    replay(script)
+    settings.OMOI_TASK_MAX_VERIFICATIONS = 3
     project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
     spec = planned_spec(project=project, user=user, script=script)
 
     spec_execute(spec_id=spec.pk, actor="test")
+    drain()
 
-    ticket = wait_for(
-        lambda: Ticket.objects.filter(spec=spec, spec_task__key="TSK-001", phase="BLOCKED").first(),
-        timeout=120, worker=worker, message="TSK-001 blocked",
-    )  # fmt: skip
-    assert ticket.blocked_reason == "failing_checks"
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    assert (ticket.phase, ticket.blocked_reason) == ("BLOCKED", "failing_checks")
     assert "FAILED" in ticket.blocked_message or "failures=" in ticket.blocked_message
     task = Task.objects.get(ticket=ticket, task_type="implement_feature")
     assert task.status == "failed"
@@ -54,15 +63,70 @@ def test_finish_with_failing_tests_does_not_complete_the_task(
     assert not SandboxEvent.objects.filter(spec=spec, type="task.verified").exists()
     # The dependent ticket never started, and the spec does not stay executing.
     assert not Task.objects.filter(ticket__spec_task__key="TSK-002").exclude(status="pending").exists()
-    failed = wait_for(
-        lambda: Spec.objects.filter(pk=spec.pk, status="failed").first(), worker=worker, message="spec failed"
-    )
+    failed = Spec.objects.get(pk=spec.pk)
+    assert failed.status == "failed"
     assert "TSK-001" in failed.last_error and "failing_checks" in failed.last_error
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
 
 
-def test_escapes_and_environment_reads_are_refused_and_recorded(
-    start_worker, user, sample_repository, execution_env, tmp_path
+def test_a_retry_after_failing_checks_resumes_the_blocked_ticket_and_the_spec_completes(
+    api, user, sample_repository, execution_env, replay, settings
 ):
+    broken = sample_script()
+    finish = {"tool": "finish", "input": {"summary": "Done, trust me."}}
+    broken["conversations"]["TSK-001:implement_feature"] = [
+        {"tool": "write_file", "input": {"path": "textkit/stats.py", "content": BROKEN_STATS}},
+        broken["conversations"]["TSK-001:implement_feature"][2],
+        finish,
+    ]
+    replay(broken)
+    settings.OMOI_TASK_MAX_VERIFICATIONS = 1
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
+    spec = planned_spec(project=project, user=user)
+    spec_execute(spec_id=spec.pk, actor="test")
+    drain()
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
+
+    replay(sample_script())  # the model does it right this time
+    response = api.post(f"/api/v1/specs/{spec.pk}/retry")
+    assert response.status_code == 200, response.json()
+    drain()
+
+    spec.refresh_from_db()
+    assert (spec.status, spec.last_error) == ("completed", "")
+    implement = Task.objects.get(ticket__spec=spec, ticket__spec_task__key="TSK-001", task_type="implement_feature")
+    assert (implement.status, implement.attempts) == ("completed", 2)
+    runs = list(implement.agent_runs.order_by("id").values_list("status", "sandbox_id"))
+    assert [status for status, _sandbox in runs] == ["failed", "finished"]
+    assert runs[0][1] != runs[1][1]  # the retry worked in a fresh sandbox, from the last verified commit
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
+
+
+def test_work_that_cannot_be_verified_blocks_the_ticket_with_the_reason(user, sample_repository, execution_env, replay):
+    script = sample_script()
+    script["conversations"]["explore"][-1]["input"]["test_command"] = ""  # planning found no test command
+    replay(script)
+    project = ProjectFactory(owner=user, repository=str(sample_repository), test_command="")
+    spec = planned_spec(project=project, user=user, script=script)
+
+    spec_execute(spec_id=spec.pk, actor="test")
+    drain()
+
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    assert (ticket.phase, ticket.blocked_reason) == ("BLOCKED", "environment")
+    assert ticket.blocked_message == (
+        "implement_feature failed: no test command is known: set the project's test_command"
+    )
+    run = AgentRun.objects.get(task__ticket=ticket)
+    assert (run.status, run.stop_reason) == ("failed", "no test command is known: set the project's test_command")
+    assert run_transcript(run=run)[-1]["content"][-1]["content"] == (
+        "The host cannot verify: no test command is known: set the project's test_command."
+    )
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
+
+
+def test_escapes_and_environment_reads_are_refused_and_recorded(user, sample_repository, execution_env, replay):
     script = sample_script()
     attempts = [
         {"tool": "read_file", "input": {"path": "../../../etc/passwd"}},
@@ -72,45 +136,42 @@ def test_escapes_and_environment_reads_are_refused_and_recorded(
     script["conversations"]["TSK-001:implement_feature"] = (
         attempts + script["conversations"]["TSK-001:implement_feature"]
     )
-    worker = start_worker(env={**execution_env, "OMOI_REPLAY_SCRIPT": write_script(tmp_path, script)})
+    replay(script)
     project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
     spec = planned_spec(project=project, user=user, script=script)
 
     spec_execute(spec_id=spec.pk, actor="test")
+    drain()
 
-    wait_for(
-        lambda: SandboxEvent.objects.filter(spec=spec, type="task.verified").exists(),
-        timeout=120, worker=worker, message="TSK-001 verified",
-    )  # fmt: skip
+    assert SandboxEvent.objects.filter(spec=spec, type="task.verified").exists()
+    assert Spec.objects.get(pk=spec.pk).status == "completed"
     refused = list(SandboxEvent.objects.filter(spec=spec, type="sandbox.refused").order_by("sequence"))
     assert [event.payload["tool"] for event in refused] == ["read_file", "write_file", "run_command"]
     assert all(event.payload["reason"] for event in refused)
-    import os
-
     assert not os.path.exists("/tmp/omoi-escape.txt")
 
 
 def test_a_run_that_hits_its_turn_limit_ends_with_a_clear_reason(
-    start_worker, user, sample_repository, execution_env, tmp_path
+    user, sample_repository, execution_env, replay, settings
 ):
     script = sample_script()
     script["conversations"]["TSK-001:implement_feature"] = [
         {"tool": "read_file", "input": {"path": "textkit/core.py"}} for _ in range(6)
     ]
-    worker = start_worker(
-        env={**execution_env, "OMOI_REPLAY_SCRIPT": write_script(tmp_path, script), "OMOI_TASK_MAX_TURNS": "3"}
-    )
+    replay(script)
+    settings.OMOI_TASK_MAX_TURNS = 3
     project = ProjectFactory(owner=user, repository=str(sample_repository), test_command=TEST_CMD)
     spec = planned_spec(project=project, user=user, script=script)
 
     spec_execute(spec_id=spec.pk, actor="test")
+    drain()
 
-    ticket = wait_for(
-        lambda: Ticket.objects.filter(spec=spec, spec_task__key="TSK-001", phase="BLOCKED").first(),
-        timeout=120, worker=worker, message="TSK-001 blocked by its budget",
-    )  # fmt: skip
-    assert ticket.blocked_reason == "budget"
+    ticket = Ticket.objects.get(spec=spec, spec_task__key="TSK-001")
+    assert (ticket.phase, ticket.blocked_reason) == ("BLOCKED", "turn_limit")
     assert "turn limit reached (3 turns)" in ticket.blocked_message
     task = Task.objects.get(ticket=ticket, task_type="implement_feature")
     assert task.status == "failed" and task.error == "turn limit reached (3 turns)"
     assert SandboxEvent.objects.filter(spec=spec, type="agent.turn").count() == 3
+    assert LLMUsage.objects.filter(task=task).count() == 3
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
+    assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}

@@ -9,6 +9,7 @@ from specs.models import Spec
 from specs.services.bridge import spec_execute
 from tests.e2e.conftest import planned_spec
 from tests.factories import ProjectFactory
+from tests.support.steps import drain, waiting_steps
 from tickets.models import PhaseHistory, Task, Ticket
 from tickets.services import repository
 
@@ -43,7 +44,9 @@ def test_execute_tasks_makes_one_ticket_per_planned_task_once(api, user, project
     assert PhaseHistory.objects.filter(ticket__spec=spec).count() == 4
     spec.refresh_from_db()
     assert spec.branch_name.startswith(f"omoi/spec-{spec.pk}-")
-    assert git.branch_exists(repository.spec_repo_dir(spec), spec.branch_name)
+    main = git.git_run("rev-parse", "main", cwd=project.repository).strip()
+    assert repository.spec_branch_sha(spec=spec) == main  # the spec branch starts at the default branch
+    assert waiting_steps() == [("ticket", tickets[0].pk)]  # TSK-002 waits for TSK-001
 
 
 def test_execute_tasks_is_a_409_unless_planning_is_complete_and_approved(api, user, project):
@@ -133,8 +136,8 @@ def test_retry_resumes_a_spec_whose_execution_failed(api, user, project):
 
 
 def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
+    from omoi.models import Lease, LLMUsage
     from sandboxes.models import AgentRun
-    from tickets.services.execution import task_turn_run
 
     spec = planned_spec(project=project, user=user)
     spec_execute(spec_id=spec.pk, actor="test")
@@ -149,4 +152,8 @@ def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
     assert set(Task.objects.filter(ticket__spec=spec).values_list("status", flat=True)) == {"cancelled"}
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert task_turn_run(run_id=run.pk, turn=0) == "stale"
+    # The tickets' steps that were already on their way find the spec cancelled and do nothing.
+    assert {outcome for _kind, _id, outcome in drain()} == {"idle"}
+    assert AgentRun.objects.filter(spec=spec).count() == 1
+    assert not LLMUsage.objects.exists()
+    assert not Lease.objects.exists()

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from omoi.llm import LLMError, UsageContext, get_provider
+from omoi.llm import LLMError, UsageContext, get_provider, usage_record
 from omoi.models import LLMUsage
 from tests.factories import SpecFactory
 
@@ -34,7 +34,7 @@ def ask(provider, spec_id=None):
     )
 
 
-def test_a_tool_use_turn_is_returned_as_plain_blocks_and_its_usage_recorded(db, claude, messages_api):
+def test_a_tool_use_turn_is_returned_as_plain_blocks_with_its_usage_and_cost(db, claude, messages_api):
     spec = SpecFactory()
     messages_api.reply_message(
         [
@@ -65,12 +65,18 @@ def test_a_tool_use_turn_is_returned_as_plain_blocks_and_its_usage_recorded(db, 
         "messages": [{"role": "user", "content": "Look at README.md"}],
         "tools": [READ_FILE],
     }
+    # The provider records nothing itself: the turn that keeps this answer records its usage, once.
+    assert not LLMUsage.objects.exists()
+    assert response.provider == "anthropic"
+    context = UsageContext(conversation_key="explore", spec_id=spec.id, phase="explore")
+    usage_record(provider=response.provider, model=response.model, usage=response.usage, context=context, turn=1)
     [usage] = LLMUsage.objects.all()
-    assert (usage.provider, usage.model, usage.spec_id, usage.phase) == (
+    assert (usage.provider, usage.model, usage.spec_id, usage.phase, usage.turn) == (
         "anthropic",
         "claude-sonnet-4-6-20260101",
         spec.id,
         "explore",
+        1,
     )
     assert (
         usage.input_tokens,
@@ -79,7 +85,7 @@ def test_a_tool_use_turn_is_returned_as_plain_blocks_and_its_usage_recorded(db, 
         usage.cache_read_input_tokens,
     ) == (100, 20, 10, 40)
     # (100 x 3 + 10 x 3 x 1.25 + 40 x 3 x 0.1 + 20 x 15) / 1,000,000 USD
-    assert usage.cost_usd == Decimal("0.000650")
+    assert response.usage.cost_usd == usage.cost_usd == Decimal("0.000650")
 
 
 def test_an_end_turn_answer_is_text(db, claude, messages_api):
@@ -104,8 +110,9 @@ def test_an_end_turn_answer_is_text(db, claude, messages_api):
         "max_tokens": 50,
         "messages": [{"role": "user", "content": "Say done"}],
     }
-    [usage] = LLMUsage.objects.all()
+    usage = response.usage
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (7, 3, 0)
+    assert usage.cost_usd == Decimal("0.000066")  # (7 x 3 + 3 x 15) / 1,000,000 USD
 
 
 def test_a_rate_limit_is_retried_after_the_time_the_api_asks_for(db, claude, messages_api):
@@ -118,7 +125,7 @@ def test_a_rate_limit_is_retried_after_the_time_the_api_asks_for(db, claude, mes
     assert len(messages_api.requests) == 2
     assert messages_api.requests[0]["body"] == messages_api.requests[1]["body"]
     assert [r["headers"]["x-stainless-retry-count"] for r in messages_api.requests] == ["0", "1"]
-    assert LLMUsage.objects.count() == 1
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (100, 20)  # the answer's usage alone
 
 
 def test_an_overloaded_api_is_retried(db, claude, messages_api):
@@ -129,7 +136,7 @@ def test_an_overloaded_api_is_retried(db, claude, messages_api):
 
     assert response.stop_reason == "end_turn"
     assert len(messages_api.requests) == 2
-    assert LLMUsage.objects.count() == 1
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (100, 20)
 
 
 def test_a_server_error_is_retried(db, claude, messages_api):

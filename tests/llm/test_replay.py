@@ -63,11 +63,13 @@ def test_turns_are_played_by_the_number_of_assistant_messages(db, script):
         {"type": "tool_use", "id": "toolu_explore_1_0", "name": "submit_exploration", "input": {"project_type": "cli"}}
     ]
     assert (first.stop_reason, second.stop_reason, second.model) == ("tool_use", "tool_use", "replay-model")
-    assert list(LLMUsage.objects.order_by("id").values_list("provider", "model", "input_tokens")) == [
+    assert [(r.provider, r.model, r.usage.input_tokens) for r in (first, again, second)] == [
         ("replay", "replay-model", 9),
         ("replay", "replay-model", 9),
         ("replay", "replay-model", second.usage.input_tokens),
     ]
+    assert second.usage.input_tokens > 9  # estimated from the request when the script names none
+    assert not LLMUsage.objects.exists()  # the turn records usage, not the provider
 
 
 def test_a_text_turn_ends_the_turn(db, script):

@@ -5,8 +5,10 @@ import pytest
 from django.utils import timezone
 
 from omoi.llm import ReplayExhausted
+from omoi.llm.replay import ReplayProvider
 from omoi.models import LLMUsage
 from sandboxes.models import AgentRun, AgentRunStatus, SandboxEvent
+from sandboxes.selectors import run_transcript
 from sandboxes.services.agent import (
     AgentRunError,
     agent_run_finish,
@@ -49,11 +51,11 @@ def start_run(spec=None, **kwargs) -> AgentRun:
     )
 
 
-def run_turn(run: AgentRun, workspace, expected_turn: int, tools=EXECUTION_TOOLS, terminal=FINISH):
+def run_turn(run: AgentRun, workspace, tools=EXECUTION_TOOLS, terminal=FINISH, provider=None):
     return agent_turn_run(
-        run_id=run.pk,
-        expected_turn=expected_turn,
+        run=run,
         workspace=workspace,
+        provider=provider,
         tools=tools,
         terminal_tools=terminal,
         conversation_key=KEY,
@@ -86,7 +88,7 @@ def test_a_run_edits_the_workspace_turn_by_turn_and_finishes(workspace, replay_s
     spec = SpecFactory()
     run = start_run(spec)
 
-    outcomes = [run_turn(run, workspace, expected_turn=turn) for turn in range(4)]
+    outcomes = [run_turn(run, workspace) for _turn in range(4)]
 
     assert [outcome.kind for outcome in outcomes] == ["continue", "continue", "continue", "terminal"]
     assert outcomes[0].text == "Looking around."
@@ -102,20 +104,20 @@ def test_a_run_edits_the_workspace_turn_by_turn_and_finishes(workspace, replay_s
     )
     assert run.cost_usd == sum(usage.cost_usd for usage in LLMUsage.objects.filter(agent_run=run))
     assert LLMUsage.objects.filter(agent_run=run, spec=spec, phase="IMPLEMENTATION").count() == 4
-    first_results = run.messages[2]["content"]
+    first_results = run_transcript(run=run)[2]["content"]
     assert "calc/ops.py" in first_results[0]["content"]
     assert first_results[1]["content"] == "     1\tdef add(a, b):\n     2\t    return a + b"
-    command_result = run.messages[6]["content"][0]
+    command_result = run_transcript(run=run)[6]["content"][0]
     assert command_result["is_error"] is False
     assert command_result["content"].startswith("exit code 0")
     assert "1 passed" in command_result["content"]
-    assert run.messages[-1]["role"] == "assistant"
+    assert run_transcript(run=run)[-1]["role"] == "assistant"
 
     agent_run_reply(run_id=run.pk, tool_use_id=outcomes[3].tool_use_id, content="Checks passed.", is_error=False)
 
     run.refresh_from_db()
-    assert_transcript_valid(run.messages)
-    assert run.messages[-1] == {
+    assert_transcript_valid(run_transcript(run=run))
+    assert run_transcript(run=run)[-1] == {
         "role": "user",
         "content": [
             {
@@ -154,6 +156,7 @@ def test_a_run_edits_the_workspace_turn_by_turn_and_finishes(workspace, replay_s
         "stop_reason": "tool_use",
         "input_tokens": 100,
         "output_tokens": 10,
+        "node": "",
     }
     assert events[8].payload == {"run": run.pk, "path": "calc/ops.py"}
     assert events[12].payload["command"] == "python -m pytest -q"
@@ -162,23 +165,43 @@ def test_a_run_edits_the_workspace_turn_by_turn_and_finishes(workspace, replay_s
     assert events[16].payload == {"run": run.pk, "name": "finish", "is_error": False, "content": "Checks passed."}
 
 
+class CountingReplay(ReplayProvider):
+    def __init__(self, script_path):
+        super().__init__(str(script_path))
+        self.calls = 0
+
+    def complete(self, **kwargs):
+        self.calls += 1
+        return super().complete(**kwargs)
+
+
 @pytest.mark.django_db
-def test_a_duplicate_delivery_of_a_turn_makes_no_model_call_and_changes_nothing(workspace, replay_script):
-    replay_script(
-        {KEY: [{"tool": "list_files", "input": {"path": "."}}, {"tool": "finish", "input": {"summary": "x"}}]}
+def test_a_late_copy_of_a_turn_makes_no_model_call_and_changes_nothing(workspace, replay_script):
+    """A delivery that loaded the run before another one committed its turn (a step re-run after
+    its lease expired) is stale: no model call, no tool, no usage."""
+    model = CountingReplay(
+        replay_script(
+            {
+                KEY: [
+                    {"tool": "list_files", "input": {"path": "."}},
+                    {"tool": "write_file", "input": {"path": "LATE.md", "content": "late\n"}},
+                ]
+            }
+        )
     )
     run = start_run()
-    assert run_turn(run, workspace, expected_turn=0).kind == "continue"
-    run.refresh_from_db()
-    messages_after_first = run.messages
+    late = AgentRun.objects.get(pk=run.pk)
+    assert run_turn(run, workspace, provider=model).kind == "continue"
+    transcript_after_first = run_transcript(run=run)
 
-    duplicate = run_turn(run, workspace, expected_turn=0)
+    duplicate = run_turn(late, workspace, provider=model)
 
     run.refresh_from_db()
-    assert (duplicate.kind, duplicate.turns) == ("stale", 1)
+    assert (duplicate.kind, model.calls) == ("stale", 1)
     assert LLMUsage.objects.filter(agent_run=run).count() == 1
     assert run.turns == 1
-    assert run.messages == messages_after_first
+    assert run_transcript(run=run) == transcript_after_first
+    assert not (workspace.root / "LATE.md").exists()
 
 
 @pytest.mark.django_db
@@ -187,7 +210,8 @@ def test_a_turn_of_an_ended_run_is_stale(workspace, replay_script):
     run = start_run()
     agent_run_finish(run_id=run.pk, status=AgentRunStatus.CANCELLED, stop_reason="cancelled by the user")
 
-    outcome = run_turn(run, workspace, expected_turn=0)
+    run.refresh_from_db()
+    outcome = run_turn(run, workspace)
 
     assert outcome.kind == "stale"
     assert LLMUsage.objects.count() == 0
@@ -214,11 +238,11 @@ def test_paths_outside_the_workspace_and_environment_probes_are_refused_and_reco
     spec = SpecFactory()
     run = start_run(spec)
 
-    outcome = run_turn(run, workspace, expected_turn=0)
+    outcome = run_turn(run, workspace)
 
     run.refresh_from_db()
     assert outcome.kind == "continue"
-    results = run.messages[2]["content"]
+    results = run_transcript(run=run)[2]["content"]
     assert [result["is_error"] for result in results] == [True, True, True, True]
     assert all(result["content"].startswith("refused:") for result in results)
     assert "outside the workspace" in results[0]["content"]
@@ -241,8 +265,7 @@ def test_a_turn_without_tool_calls_gets_a_nudge_naming_the_terminal_tool(workspa
     run = agent_run_start(kind="planning", phase="explore", system_prompt="Explore.", first_message="Go.")
 
     outcome = agent_turn_run(
-        run_id=run.pk,
-        expected_turn=0,
+        run=run,
         workspace=workspace,
         tools=[
             *READ_ONLY_TOOLS,
@@ -254,11 +277,11 @@ def test_a_turn_without_tool_calls_gets_a_nudge_naming_the_terminal_tool(workspa
 
     run.refresh_from_db()
     assert outcome.kind == "continue"
-    assert run.messages[-1] == {
+    assert run_transcript(run=run)[-1] == {
         "role": "user",
         "content": "Continue with the tools; call submit_exploration when you are done.",
     }
-    assert_transcript_valid(run.messages)
+    assert_transcript_valid(run_transcript(run=run))
 
 
 @pytest.mark.django_db
@@ -279,7 +302,7 @@ def test_a_terminal_call_beside_other_calls_is_answered_with_them_in_one_message
     )
     run = start_run()
 
-    outcome = run_turn(run, workspace, expected_turn=0)
+    outcome = run_turn(run, workspace)
 
     run.refresh_from_db()
     assert outcome.kind == "terminal"
@@ -290,22 +313,22 @@ def test_a_terminal_call_beside_other_calls_is_answered_with_them_in_one_message
     ]
     assert (workspace.root / "NOTES.md").read_text() == "notes\n"
     with pytest.raises(AgentRunError):
-        run_turn(run, workspace, expected_turn=1)
+        run_turn(run, workspace)
 
     agent_run_reply(run_id=run.pk, tool_use_id=outcome.tool_use_id, content="2 tests fail", is_error=True)
     agent_run_reply(run_id=run.pk, tool_use_id=outcome.tool_use_id, content="2 tests fail", is_error=True)
 
     run.refresh_from_db()
-    assert len(run.messages) == 3
+    assert len(run_transcript(run=run)) == 3
     assert run.pending_tool_results == []
-    assert [(r["tool_use_id"], r["is_error"]) for r in run.messages[2]["content"]] == [
+    assert [(r["tool_use_id"], r["is_error"]) for r in run_transcript(run=run)[2]["content"]] == [
         ("toolu_TSK_001_implement_feature_0_0", False),
         ("toolu_TSK_001_implement_feature_0_1", True),
         ("toolu_TSK_001_implement_feature_0_2", False),
     ]
-    assert run.messages[2]["content"][1]["content"] == "2 tests fail"
-    assert_transcript_valid(run.messages)
-    assert run_turn(run, workspace, expected_turn=1).kind == "terminal"
+    assert run_transcript(run=run)[2]["content"][1]["content"] == "2 tests fail"
+    assert_transcript_valid(run_transcript(run=run))
+    assert run_turn(run, workspace).kind == "terminal"
 
 
 @pytest.mark.django_db
@@ -332,8 +355,7 @@ def test_bad_tool_input_and_unoffered_tools_are_errors_the_model_reads(workspace
     run = start_run()
 
     outcome = agent_turn_run(
-        run_id=run.pk,
-        expected_turn=0,
+        run=run,
         workspace=workspace,
         tools=[*READ_ONLY_TOOLS, {"name": "edit_file", "description": "d", "input_schema": {"type": "object"}}],
         terminal_tools=FINISH,
@@ -342,7 +364,7 @@ def test_bad_tool_input_and_unoffered_tools_are_errors_the_model_reads(workspace
 
     run.refresh_from_db()
     assert outcome.kind == "continue"
-    assert [(r["content"], r["is_error"]) for r in run.messages[2]["content"]] == [
+    assert [(r["content"], r["is_error"]) for r in run_transcript(run=run)[2]["content"]] == [
         ("read_file: missing required argument(s): path", True),
         ("edit_file: missing required argument(s): old, new", True),
         ("read_file: argument 'path' must be a string", True),
@@ -356,10 +378,10 @@ def test_a_model_error_propagates_and_changes_nothing(workspace, replay_script):
     run = start_run()
 
     with pytest.raises(ReplayExhausted):
-        run_turn(run, workspace, expected_turn=0)
+        run_turn(run, workspace)
 
     run.refresh_from_db()
-    assert (run.turns, len(run.messages), run.status) == (0, 1, AgentRunStatus.RUNNING)
+    assert (run.turns, len(run_transcript(run=run)), run.status) == (0, 1, AgentRunStatus.RUNNING)
 
 
 @pytest.mark.django_db
@@ -384,7 +406,7 @@ def test_an_injected_message_joins_the_next_user_message():
     agent_run_inject_message(run_id=run.pk, text="Prefer small commits.")
 
     run.refresh_from_db()
-    assert run.messages == [
+    assert run_transcript(run=run) == [
         {
             "role": "user",
             "content": [

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from omoi.models import LLMUsage
-from sandboxes.models import AgentRun, AgentRunStatus
+from sandboxes.models import AgentMessage, AgentRun, AgentRunStatus
 from sandboxes.selectors import events_after
 from sandboxes.services.agent import agent_run_start
 from sandboxes.services.events import event_record
@@ -45,22 +45,26 @@ def test_the_admin_shows_a_runs_transcript_read_only(admin_client_logged_in):
     run = agent_run_start(
         kind="task", spec_id=spec.pk, phase="IMPLEMENTATION", system_prompt="Be careful.", first_message="Do <it>."
     )
-    AgentRun.objects.filter(pk=run.pk).update(
-        messages=[
-            {"role": "user", "content": "Do <it>."},
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": "Reading."},
-                    {"type": "tool_use", "id": "tu1", "name": "read_file", "input": {"path": "a.py"}},
-                ],
-            },
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "1\tx", "is_error": False}],
-            },
-        ]
+    AgentMessage.objects.bulk_create(
+        AgentMessage(run=run, position=position, **message)
+        for position, message in enumerate(
+            [
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Reading."},
+                        {"type": "tool_use", "id": "tu1", "name": "read_file", "input": {"path": "a.py"}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "1\tx", "is_error": False}],
+                },
+            ],
+            start=1,
+        )
     )
+    AgentRun.objects.filter(pk=run.pk).update(message_count=3)
 
     page = admin_client_logged_in.get(reverse("admin:sandboxes_agentrun_change", args=[run.pk]))
     listing = admin_client_logged_in.get(reverse("admin:sandboxes_agentrun_changelist"))

@@ -14,9 +14,14 @@ def repository(tmp_path) -> Path:
 @pytest.fixture
 def planning_env(settings, tmp_path) -> dict[str, str]:
     """The settings a planning run needs, for this process and (as env) for a worker."""
-    env = {"OMOI_LLM_PROVIDER": "replay", "OMOI_SANDBOX_ROOT": str(tmp_path / "sandboxes")}
+    env = {
+        "OMOI_LLM_PROVIDER": "replay",
+        "OMOI_SANDBOX_ROOT": str(tmp_path / "sandboxes"),
+        "OMOI_REPOS_DIR": str(tmp_path / "repos"),
+    }
     settings.OMOI_LLM_PROVIDER = env["OMOI_LLM_PROVIDER"]
     settings.OMOI_SANDBOX_ROOT = Path(env["OMOI_SANDBOX_ROOT"])
+    settings.OMOI_REPOS_DIR = Path(env["OMOI_REPOS_DIR"])
     settings.OMOI_PHASE_MAX_ATTEMPTS = 3
     return env
 
@@ -39,23 +44,43 @@ def notes_project(user, repository):
     return ProjectFactory(owner=user, name="notes", repository=str(repository), default_branch="main")
 
 
-def scheduled(callbacks) -> list[tuple[str, tuple]]:
-    """The Celery tasks that on-commit callbacks (from delay_on_commit) would send: (name, args)."""
-    return [(callback.func.__self__.name, callback.args) for callback in callbacks]
-
-
-def run_planning(spec_id: int, *, limit: int = 20) -> list[tuple[str, str]]:
-    """Drive the phases in this process, as the worker would: (phase, outcome) for each run."""
+def spec_steps(spec_id: int, *, count: int | None = None, limit: int = 60) -> list[tuple[str, str]]:
+    """Run the spec's waiting steps in this process, as a worker would, while it plans (or just
+    `count` of them): (phase, outcome) of each step, one model turn each ("turn", "retry" for
+    output sent back, "completed" or "failed" for the phase)."""
     from specs.models import Spec
-    from specs.services.planning import planning_phase_run
+    from tests.support.steps import run_step, waiting_steps
 
-    outcomes = []
-    for _ in range(limit):
+    steps: list[tuple[str, str]] = []
+    while len(steps) < (count or limit):
         spec = Spec.objects.get(pk=spec_id)
         if spec.status != "planning":
-            return outcomes
-        outcomes.append((spec.current_phase, planning_phase_run(spec_id=spec_id, phase=spec.current_phase)))
-    raise AssertionError(f"planning did not end within {limit} phase runs: {outcomes}")
+            return steps
+        if ("spec", spec_id) not in waiting_steps():
+            raise AssertionError(f"spec {spec_id} is planning {spec.current_phase} with no step waiting: {steps}")
+        steps.append((spec.current_phase, run_step("spec", spec_id)))
+    if count:
+        return steps
+    raise AssertionError(f"planning did not end within {limit} steps: {steps[-10:]}")
+
+
+def run_planning(spec_id: int, *, limit: int = 60) -> list[tuple[str, str]]:
+    """Drive planning in this process until the spec leaves `planning`: how each phase ended."""
+    return [(phase, outcome) for phase, outcome in spec_steps(spec_id, limit=limit) if outcome not in ("turn", "retry")]
+
+
+def run_phase(spec_id: int, *, limit: int = 30) -> str:
+    """Run the spec's steps until its current phase ends; how it ended ("completed", "failed")."""
+    from specs.models import Spec
+    from tests.support.steps import run_step
+
+    phase = Spec.objects.get(pk=spec_id).current_phase
+    for _ in range(limit):
+        outcome = run_step("spec", spec_id)
+        spec = Spec.objects.get(pk=spec_id)
+        if outcome not in ("turn", "retry") or spec.status != "planning" or spec.current_phase != phase:
+            return outcome
+    raise AssertionError(f"the {phase} phase did not end within {limit} steps")
 
 
 @pytest.fixture
@@ -64,8 +89,10 @@ def planned(db, user, notes_project, use_script):
     from specs.models import Spec
     from specs.services.planning import spec_launch
     from tests.specs.scripts import IDEA
+    from tests.support.steps import drain
 
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA, title="Tags")
     run_planning(spec.pk)
+    drain()  # the step after planning finds nothing to do until someone approves
     return Spec.objects.get(pk=spec.pk)

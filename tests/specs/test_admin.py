@@ -2,7 +2,7 @@ import pytest
 
 from specs.models import Spec
 from tests.factories import ProjectFactory, SpecFactory
-from tests.specs.conftest import scheduled
+from tests.support.steps import waiting_steps
 
 
 def test_the_spec_page_shows_requirements_tasks_and_conversations(admin_client, planned):
@@ -43,8 +43,8 @@ def test_requirement_and_task_pages_render_their_links(admin_client, planned):
     assert "Covers requirements" in task_page and "REQ-003" in task_page
 
 
-def test_the_approve_action_calls_the_service(admin_client, planned, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
+def test_the_approve_action_calls_the_service(admin_client, planned, capture_sends):
+    with capture_sends() as sent:
         response = admin_client.post(
             "/admin/specs/spec/", {"action": "approve", "_selected_action": [planned.pk]}, follow=True
         )
@@ -52,7 +52,8 @@ def test_the_approve_action_calls_the_service(admin_client, planned, django_capt
     assert response.status_code == 200
     planned.refresh_from_db()
     assert planned.approved_at is not None and planned.approved_by.username == "admin"
-    assert scheduled(callbacks) == [("specs.tasks.spec_execute_task", (planned.pk, "admin"))]
+    assert waiting_steps() == [("spec", planned.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (planned.pk,), "default")]
 
 
 def test_an_action_the_state_forbids_is_reported_and_changes_nothing(admin_client, user):

@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sandboxes.models import AgentRun, SandboxEvent
+from sandboxes.selectors import run_transcript
 from specs.models import (
     Spec,
     SpecAcceptanceCriterion,
@@ -14,14 +15,16 @@ from specs.models import (
     SpecTaskRequirement,
 )
 from tests.factories import ProjectFactory, SpecFactory, SpecRequirementFactory, TicketFactory
-from tests.specs.conftest import run_planning, scheduled
+from tests.specs.conftest import run_planning
 from tests.specs.scripts import IDEA, TASKS, planning_script, submit
+from tests.support.steps import drain, waiting_steps
+from tickets.models import Ticket
 
 # --- Launch ---------------------------------------------------------------------------------------
 
 
-def test_launch_answers_201_with_the_spec_and_starts_planning(api, notes_project, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
+def test_launch_answers_201_with_the_spec_and_starts_planning(api, notes_project, capture_sends):
+    with capture_sends() as sent:
         response = api.post(
             "/api/v1/specs/launch",
             {"project": notes_project.pk, "idea": IDEA, "title": "Tags", "require_approval": False},
@@ -40,7 +43,8 @@ def test_launch_answers_201_with_the_spec_and_starts_planning(api, notes_project
     )
     assert (body["user"], body["project"]) == ("alice", notes_project.pk)
     assert (body["counts"]["requirements"], body["counts"]["tasks"], body["counts"]["tickets"]) == (0, 0, 0)
-    assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "explore"))]
+    assert waiting_steps() == [("spec", spec.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (spec.pk,), "planning")]
 
 
 def test_launch_works_with_a_trailing_slash_and_defaults_to_approval(api, notes_project):
@@ -226,15 +230,26 @@ def test_another_users_spec_is_not_found_anywhere(other_api, planned):
 # --- Controls ---------------------------------------------------------------------------------------
 
 
-def test_approve_from_planning_complete_schedules_the_bridge(api, user, planned, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
+def test_approve_from_planning_complete_schedules_the_bridge(api, user, planned, capture_sends, settings, tmp_path):
+    settings.OMOI_REPOS_DIR = tmp_path / "repos"
+    with capture_sends() as sent:
         response = api.post(f"/api/v1/specs/{planned.pk}/approve")
 
     assert response.status_code == 200
     planned.refresh_from_db()
     assert planned.approved_by == user and planned.approved_at is not None
     assert response.json()["approved_by"] == "alice"
-    assert scheduled(callbacks) == [("specs.tasks.spec_execute_task", (planned.pk, "alice"))]
+    assert waiting_steps() == [("spec", planned.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (planned.pk,), "default")]
+
+    assert drain(kinds=("spec",))[0] == ("spec", planned.pk, "bridged")
+    planned.refresh_from_db()
+    assert planned.status == "executing"
+    assert sorted(Ticket.objects.filter(spec=planned).values_list("spec_task__key", flat=True)) == [
+        "TSK-001",
+        "TSK-002",
+        "TSK-003",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -271,7 +286,7 @@ def test_retry_of_a_spec_that_failed_after_planning_and_execution_is_409(api, us
     assert response.json()["detail"] == "this spec failed during complete, which cannot be retried"
 
 
-def test_retry_resumes_a_failed_spec_at_its_phase(api, user, django_capture_on_commit_callbacks):
+def test_retry_resumes_a_failed_spec_at_its_phase(api, user, capture_sends):
     spec = SpecFactory(
         project=ProjectFactory(owner=user),
         status="failed",
@@ -280,14 +295,15 @@ def test_retry_resumes_a_failed_spec_at_its_phase(api, user, django_capture_on_c
         last_error="the design output was still invalid",
     )
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         response = api.post(f"/api/v1/specs/{spec.pk}/retry/")
 
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["current_phase"], body["last_error"]) == ("planning", "design", "")
     assert body["phase_attempts"] == {"explore": 1, "requirements": 1, "design": 0}
-    assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "design"))]
+    assert waiting_steps() == [("spec", spec.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (spec.pk,), "planning")]
 
 
 def test_cancel_stops_planning(api, user):
@@ -311,11 +327,12 @@ def test_events_resume_after_a_sequence(api, planned):
     assert sequences == list(range(1, len(sequences) + 1))
     assert everything["last_sequence"] == sequences[-1]
 
-    tail = api.get(f"/api/v1/specs/{planned.pk}/events?after={sequences[-3]}").json()
+    tail = api.get(f"/api/v1/specs/{planned.pk}/events?after={sequences[-4]}").json()
 
     assert [(e["sequence"], e["type"]) for e in tail["results"]] == [
-        (sequences[-2], "spec.planning_complete"),
-        (sequences[-1], "spec.status_changed"),
+        (sequences[-3], "spec.planning_complete"),
+        (sequences[-2], "spec.status_changed"),
+        (sequences[-1], "sandbox.released"),
     ]
     assert tail["results"][0]["payload"]["tasks"] == 3
     assert set(tail["results"][0]) == {"sequence", "type", "payload", "created_at", "ticket", "task"}
@@ -459,8 +476,8 @@ def test_replan_reruns_design_and_tasks_with_the_edit_and_keeps_unchanged_tasks(
     design_run, tasks_run = AgentRun.objects.filter(spec=planned, phase__in=["design", "tasks"]).order_by("-id")[:2][
         ::-1
     ]
-    assert edited_text in design_run.messages[0]["content"]
-    assert edited_text in tasks_run.messages[0]["content"]
+    assert edited_text in run_transcript(run=design_run)[0]["content"]
+    assert edited_text in run_transcript(run=tasks_run)[0]["content"]
     after = {t.key: (t.pk, t.updated_at) for t in SpecTask.objects.filter(spec=planned)}
     assert after["TSK-001"] == before["TSK-001"]  # only its requirement links changed
     assert after["TSK-002"][0] == before["TSK-002"][0] and after["TSK-002"][1] > before["TSK-002"][1]

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 from sandboxes.providers.confinement import confinement_probe, confinement_probe_reset
 from specs.models import Spec
 from tests.factories import ProjectFactory, UserFactory
-from tests.specs.conftest import scheduled
+from tests.support.steps import waiting_steps
 
 
 def launch(*args):
@@ -16,10 +16,8 @@ def launch(*args):
     return out.getvalue()
 
 
-def test_launch_without_wait_starts_planning_and_says_how_to_follow(
-    db, user, notes_project, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks() as callbacks:
+def test_launch_without_wait_starts_planning_and_says_how_to_follow(db, user, notes_project, capture_sends):
+    with capture_sends() as sent:
         output = launch("Add tags to notes", "--project", "notes", "--no-approval", "--title", "Tags")
 
     spec = Spec.objects.get()
@@ -29,7 +27,8 @@ def test_launch_without_wait_starts_planning_and_says_how_to_follow(
         f"Sandboxes: local: {confinement_probe().describe()}",
         f"A worker plans it; follow with GET /api/v1/specs/{spec.pk}/events?after=0",
     ]
-    assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "explore"))]
+    assert waiting_steps() == [("spec", spec.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (spec.pk,), "planning")]
 
 
 def test_launch_as_a_member_with_user(db, other_user, notes_project):

@@ -1,15 +1,21 @@
-"""The planning phases run in this process (the worker test covers the real chain)."""
+"""The planning phases run in this process, one model turn per step, as a worker runs them (the
+worker test covers the real chain)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from omoi.models import LLMUsage
+from omoi.leases import _held_here
+from omoi.llm.replay import ReplayProvider
+from omoi.models import Lease, LLMUsage
 from sandboxes.models import AgentRun, Sandbox, SandboxEvent
+from sandboxes.selectors import run_transcript
 from specs.models import Spec, SpecAcceptanceCriterion, SpecRequirement, SpecTask, SpecTaskDependency
-from specs.services.planning import planning_phase_run, spec_cancel, spec_launch, spec_retry
-from specs.tasks import planning_phase_task
-from tests.specs.conftest import run_planning, scheduled
+from specs.services.planning import spec_cancel, spec_launch, spec_retry
+from specs.tasks import spec_step_task
+from tests.specs.conftest import run_phase, run_planning, spec_steps
 from tests.specs.scripts import (
     DESIGN,
     EXPECTED_DEPENDENCIES,
@@ -22,6 +28,7 @@ from tests.specs.scripts import (
     planning_script,
     submit,
 )
+from tests.support.steps import drain, waiting_steps
 
 PLANNING_EVENTS = ("spec.", "agent.started", "agent.finished")
 
@@ -48,11 +55,9 @@ def snapshot(spec):
     }
 
 
-def test_launch_creates_a_planning_spec_and_schedules_exploration(
-    db, user, notes_project, use_script, django_capture_on_commit_callbacks
-):
+def test_launch_creates_a_planning_spec_and_schedules_exploration(db, user, notes_project, use_script, capture_sends):
     use_script()
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
 
     assert (spec.status, spec.current_phase, spec.title, spec.require_approval) == (
@@ -61,8 +66,9 @@ def test_launch_creates_a_planning_spec_and_schedules_exploration(
         IDEA,
         True,
     )
-    assert spec.phase_started_at is not None and spec.phase_claim == ""
-    assert scheduled(callbacks) == [("specs.tasks.planning_phase_task", (spec.pk, "explore"))]
+    assert spec.phase_started_at is not None
+    assert waiting_steps() == [("spec", spec.pk)]
+    assert sent == [("specs.tasks.spec_step_task", (spec.pk,), "planning")]
     assert spec_events(spec) == [
         ("spec.launched", None),
         ("spec.status_changed", "explore"),
@@ -82,13 +88,13 @@ def test_each_phase_writes_its_rows_when_it_completes(db, user, notes_project, u
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA, title="Tags")
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "completed"
+    assert spec_steps(spec.pk, count=3) == [("explore", "turn"), ("explore", "turn"), ("explore", "completed")]
     spec.refresh_from_db()
     assert (spec.status, spec.current_phase) == ("planning", "requirements")
     assert spec.phase_data == {"explore": EXPLORATION}
     assert not SpecRequirement.objects.filter(spec=spec).exists()
 
-    assert planning_phase_run(spec_id=spec.pk, phase="requirements") == "completed"
+    assert run_phase(spec.pk) == "completed"
     spec.refresh_from_db()
     assert spec.current_phase == "design"
     requirements = {r.key: r for r in SpecRequirement.objects.filter(spec=spec).prefetch_related("criteria")}
@@ -100,12 +106,12 @@ def test_each_phase_writes_its_rows_when_it_completes(db, user, notes_project, u
     )
     assert not SpecTask.objects.filter(spec=spec).exists()
 
-    assert planning_phase_run(spec_id=spec.pk, phase="design") == "completed"
+    assert run_phase(spec.pk) == "completed"
     spec.refresh_from_db()
     assert spec.current_phase == "tasks"
     assert spec.design == DESIGN
 
-    assert planning_phase_run(spec_id=spec.pk, phase="tasks") == "completed"
+    assert run_phase(spec.pk) == "completed"
     spec.refresh_from_db()
     assert spec.current_phase == "sync"
     tasks = list(SpecTask.objects.filter(spec=spec).order_by("position"))
@@ -119,14 +125,11 @@ def test_each_phase_writes_its_rows_when_it_completes(db, user, notes_project, u
     )
     assert {(t.key, r.key) for t in tasks for r in t.requirements.all()} == EXPECTED_REQUIREMENT_LINKS
 
-    assert planning_phase_run(spec_id=spec.pk, phase="sync") == "completed"
+    assert run_phase(spec.pk) == "completed"
     spec.refresh_from_db()
-    assert (spec.status, spec.current_phase, spec.phase_claim, spec.approved_at) == (
-        "planning_complete",
-        "sync",
-        "",
-        None,
-    )
+    assert (spec.status, spec.current_phase, spec.approved_at) == ("planning_complete", "sync", None)
+    assert drain() == [("spec", spec.pk, "idle")]  # nothing moves until someone approves
+    assert not Lease.objects.exists()
     assert spec.phase_attempts == {"explore": 1, "requirements": 1, "design": 1, "tasks": 1, "sync": 1}
     assert spec_events(spec) == [
         ("spec.launched", None),
@@ -161,7 +164,7 @@ def test_each_phase_writes_its_rows_when_it_completes(db, user, notes_project, u
         ("planning", "tasks", "finished", 1),
     ]
     # The transcript: the tools offered ran in the checkout; the submit was answered.
-    explore = runs[0].messages
+    explore = run_transcript(run=runs[0])
     assert [m["role"] for m in explore] == ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
     assert "notes/store.py" in explore[2]["content"][0]["content"]
     assert "def add_note" in explore[4]["content"][0]["content"]
@@ -170,43 +173,47 @@ def test_each_phase_writes_its_rows_when_it_completes(db, user, notes_project, u
     assert set(Sandbox.objects.filter(spec=spec).values_list("status", flat=True)) == {"released"}
 
 
-def test_a_repeated_delivery_of_any_phase_changes_nothing(db, user, notes_project, use_script):
+def test_a_repeated_delivery_of_any_step_changes_nothing(db, user, notes_project, use_script):
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
     run_planning(spec.pk)
+    drain()
     before = snapshot(spec)
 
-    for phase in ("explore", "requirements", "design", "tasks", "sync"):
-        assert planning_phase_task(spec.pk, phase) == "stale"
+    for _ in range(5):  # late copies of the planning steps' messages
+        assert spec_step_task(spec.pk) == "held"
 
     assert snapshot(spec) == before
+    assert not Lease.objects.exists()
 
 
-def test_a_phase_already_claimed_is_not_run_again(db, user, notes_project, use_script):
+def test_a_step_another_worker_holds_is_not_run_again(db, user, notes_project, use_script):
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
-    Spec.objects.filter(pk=spec.pk).update(phase_claim="held-by-another-worker")
+    expires = timezone.now() + timedelta(seconds=30)
+    Lease.objects.filter(kind="spec", object_id=spec.pk).update(owner="another-worker", expires_at=expires)
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "busy"
+    assert spec_step_task(spec.pk) == "held"
 
     assert not AgentRun.objects.filter(spec=spec).exists()
-    assert Spec.objects.get(pk=spec.pk).phase_claim == "held-by-another-worker"
+    assert not LLMUsage.objects.exists()
+    lease = Lease.objects.get(kind="spec", object_id=spec.pk)
+    assert (lease.owner, lease.expires_at, lease.claims) == ("another-worker", expires, 0)
 
 
-def test_without_approval_planning_complete_schedules_the_bridge(
-    db, user, notes_project, use_script, django_capture_on_commit_callbacks
-):
+def test_without_approval_planning_complete_schedules_the_bridge(db, user, notes_project, use_script, capture_sends):
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA, require_approval=False)
-    for phase in ("explore", "requirements", "design", "tasks"):
-        planning_phase_run(spec_id=spec.pk, phase=phase)
+    for _phase in ("explore", "requirements", "design", "tasks"):
+        assert run_phase(spec.pk) == "completed"
 
-    with django_capture_on_commit_callbacks() as callbacks:
-        assert planning_phase_run(spec_id=spec.pk, phase="sync") == "completed"
+    with capture_sends() as sent:
+        assert run_phase(spec.pk) == "completed"
 
     spec.refresh_from_db()
     assert spec.status == "planning_complete" and spec.approved_at is not None and spec.approved_by is None
-    assert scheduled(callbacks) == [("specs.tasks.spec_execute_task", (spec.pk, "planner"))]
+    assert [(name, args) for name, args, _queue in sent] == [("specs.tasks.spec_step_task", (spec.pk,))]
+    assert waiting_steps() == [("spec", spec.pk)]  # the bridge is the spec's next step
     assert SandboxEvent.objects.get(spec=spec, type="spec.approved").payload == {"implicit": True, "actor": "planner"}
 
 
@@ -281,14 +288,15 @@ def test_invalid_output_is_sent_back_with_its_problems_and_repaired(db, user, no
     retry = SandboxEvent.objects.get(spec=spec, type="spec.phase_retry")
     assert retry.payload == {"phase": phase, "attempt": 1, "max_attempts": 3, "problems": problems}
     run = AgentRun.objects.get(spec=spec, phase=phase)
-    [rejection] = run.messages[2]["content"]
+    transcript = run_transcript(run=run)
+    [rejection] = transcript[2]["content"]
     assert rejection["is_error"] is True
     assert rejection["content"] == (
         f"The submission was rejected ({len(problems)} problem{'s' if len(problems) > 1 else ''}):\n"
         + "\n".join(f"- {p}" for p in problems)
         + "\nFix every problem and call the tool again (2 attempts left)."
     )
-    assert run.messages[4]["content"][0]["is_error"] is False
+    assert transcript[4]["content"][0]["is_error"] is False
     assert SpecRequirement.objects.filter(spec=spec).count() == 3
     assert SpecTask.objects.filter(spec=spec).count() == 3
 
@@ -302,12 +310,10 @@ def test_after_the_last_attempt_the_spec_fails_and_retry_resumes_at_that_phase(d
 
     assert outcomes[-1] == ("tasks", "failed")
     spec.refresh_from_db()
-    assert (spec.status, spec.current_phase, spec.phase_attempts["tasks"], spec.phase_claim) == (
-        "failed",
-        "tasks",
-        3,
-        "",
-    )
+    assert (spec.status, spec.current_phase, spec.phase_attempts["tasks"]) == ("failed", "tasks", 3)
+    drain()
+    assert not Lease.objects.exists()  # a failed spec has no step left
+    assert Spec.objects.get(pk=spec.pk).status == "failed"
     assert spec.last_error == (
         "the tasks output was still invalid after 3 attempts:\n"
         "- the dependencies form a cycle: TSK-001 → TSK-003 → TSK-001; a task cannot wait for itself"
@@ -342,16 +348,17 @@ def test_a_model_that_cannot_be_reached_fails_the_phase_readably(db, user, notes
     use_script(planning_script(explore=[{"text": "Thinking..."}]))
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "failed"
+    assert run_phase(spec.pk) == "failed"
 
     spec.refresh_from_db()
     assert (spec.status, spec.current_phase) == ("failed", "explore")
+    assert not Lease.objects.exists()
     assert spec.last_error == (
         "the model could not be used: replay script has 1 turns for 'explore'; turn 2 was asked for"
     )
     run = AgentRun.objects.get(spec=spec)
     assert run.status == "failed"
-    assert run.messages[-1] == {
+    assert run_transcript(run=run)[-1] == {
         "role": "user",
         "content": "Continue with the tools; call submit_exploration when you are done.",
     }
@@ -363,7 +370,7 @@ def test_a_repository_that_cannot_be_checked_out_fails_the_phase(db, user, notes
     notes_project.save()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "failed"
+    assert run_phase(spec.pk) == "failed"
 
     spec.refresh_from_db()
     assert spec.status == "failed"
@@ -376,36 +383,85 @@ def test_a_cancelled_spec_stops_at_the_next_turn(db, user, notes_project, use_sc
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
     spec_cancel(spec_id=spec.pk, user=user)
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "stale"
+    assert drain() == [("spec", spec.pk, "idle")]
     assert Spec.objects.get(pk=spec.pk).status == "cancelled"
     assert not AgentRun.objects.filter(spec=spec).exists()
+    assert not LLMUsage.objects.exists()
+    assert not Lease.objects.exists()
 
 
 def test_a_phase_resumes_its_transcript_after_a_crash(db, user, notes_project, use_script):
-    """A worker died after the model's first turn; the phase runs again and continues the same
-    conversation rather than starting over."""
+    """A worker died after committing the model's first turn and before ending its step; once its
+    lease expires, the step runs again and continues the same conversation rather than starting over."""
+    from omoi.leases import lease_claim
     from sandboxes.services.agent import agent_run_start, agent_turn_run
-    from sandboxes.services.sandbox import sandbox_acquire
     from sandboxes.tools import READ_ONLY_TOOLS
     from specs import prompts
     from specs.schemas import submit_tool
+    from specs.services.planning import planning_workspace
 
     use_script()
     spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
-    sandbox, workspace = sandbox_acquire(
-        spec_id=spec.pk, task_id=None, repository=notes_project.repository, base_ref="main", branch=None
-    )
+    held = lease_claim(kind="spec", object_id=spec.pk)
+    sandbox, workspace = planning_workspace(spec=spec)
     run = agent_run_start(
         kind="planning", spec_id=spec.pk, phase="explore", system_prompt=prompts.system_prompt("explore"),
         first_message=prompts.first_message(spec, "explore"), sandbox_id=sandbox.pk,
     )  # fmt: skip
     agent_turn_run(
-        run_id=run.pk, expected_turn=0, workspace=workspace, tools=[*READ_ONLY_TOOLS, submit_tool("explore")],
+        run=run, workspace=workspace, tools=[*READ_ONLY_TOOLS, submit_tool("explore")],
         terminal_tools={"submit_exploration"}, conversation_key="explore",
     )  # fmt: skip
+    held.release_local()  # the worker dies here, holding the lease
 
-    assert planning_phase_run(spec_id=spec.pk, phase="explore") == "completed"
+    assert spec_step_task(spec.pk) == "held"  # its lease still lives: nobody else runs the step
+    Lease.objects.filter(kind="spec", object_id=spec.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert run_phase(spec.pk) == "completed"
 
     run.refresh_from_db()
     assert (run.status, run.turns) == ("finished", 3)
     assert AgentRun.objects.filter(spec=spec).count() == 1
+    assert list(LLMUsage.objects.filter(spec=spec).order_by("turn").values_list("turn", flat=True)) == [1, 2, 3]
+    assert Sandbox.objects.filter(spec=spec).count() == 1
+
+
+class LeaseTakenDuringTheCall(ReplayProvider):
+    """The scripted model, plus the passage of time: while its first answer is "in flight" the
+    step's lease expires and another worker claims it; the holder's heartbeat then finds it gone."""
+
+    def __init__(self, script_path, spec_id):
+        super().__init__(script_path)
+        self.spec_id, self.taken = spec_id, False
+
+    def complete(self, **kwargs):
+        if not self.taken:
+            self.taken = True
+            Lease.objects.filter(kind="spec", object_id=self.spec_id).update(
+                owner="another-worker", expires_at=timezone.now() - timedelta(seconds=1)
+            )
+            _held_here("spec", self.spec_id).renew()  # the holder's next heartbeat
+        return super().complete(**kwargs)
+
+
+def test_a_holder_whose_lease_was_taken_stops_before_its_tools_and_commits_nothing(
+    db, user, notes_project, use_script, monkeypatch
+):
+    from sandboxes.services import agent
+
+    script = use_script()
+    spec = spec_launch(project_id=notes_project.pk, user=user, idea=IDEA)
+    provider = LeaseTakenDuringTheCall(script, spec.pk)
+    monkeypatch.setattr(agent, "get_provider", lambda: provider)
+
+    assert spec_step_task(spec.pk) == "lost"
+
+    run = AgentRun.objects.get(spec=spec)
+    assert (run.status, run.turns, len(run_transcript(run=run))) == ("running", 0, 1)
+    assert not LLMUsage.objects.exists()
+    assert not SandboxEvent.objects.filter(spec=spec, type="agent.tool_call").exists()
+
+    # The other worker died too: its lease has expired, so the step runs again, on the same transcript.
+    assert spec_step_task(spec.pk) == "turn"
+    assert spec_steps(spec.pk, count=2) == [("explore", "turn"), ("explore", "completed")]
+    assert list(AgentRun.objects.filter(spec=spec).values_list("pk", "status", "turns")) == [(run.pk, "finished", 3)]
+    assert LLMUsage.objects.filter(spec=spec).count() == 3

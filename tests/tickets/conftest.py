@@ -99,18 +99,3 @@ def ticket_ready_to_move(*, project, from_phase: str, to_phase: str):
 def fast_password_hashing(settings):
     """Users are made by the hundred here; nothing in these tests is about password strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def scheduled(callbacks) -> list[tuple[str, tuple]]:
-    """The Celery tasks that on-commit callbacks would enqueue, as (task name, args)."""
-    calls = []
-    for callback in callbacks:
-        target = getattr(callback, "func", None)
-        task = getattr(target, "__self__", None)
-        if task is not None and hasattr(task, "name"):
-            calls.append((task.name, tuple(callback.args)))
-    return calls
-
-
-def progressions(callbacks) -> list[tuple]:
-    return [args for name, args in scheduled(callbacks) if name == "tickets.tasks.ticket_progress_task"]

@@ -72,3 +72,57 @@ def test_the_same_move_twice_at_once_is_recorded_once(project):
     assert ticket.phase == Phase.DONE
     assert PhaseHistory.objects.filter(ticket=ticket).count() == 1
     assert PhaseGateResult.objects.filter(ticket=ticket).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_recording_its_outcome_and_a_user_retrying_a_task_at_once_both_succeed(project):
+    """The ticket's step records a task's outcome (its lease, then the ticket) while a user retries
+    another task of the ticket (the ticket, then its step's lease): one waits for the other, neither
+    fails (no deadlock: both take the ticket first)."""
+    import time
+
+    from django.db import transaction
+
+    from omoi.leases import lease_claim
+    from omoi.models import Lease
+    from tickets.models import Task, TaskStatus
+    from tickets.services import task_retry
+    from tickets.services.execution.outcomes import task_complete_running
+
+    ticket = make_ticket(project=project, phase=Phase.IMPLEMENTATION)
+    running = Task.objects.create(
+        ticket=ticket, phase=Phase.IMPLEMENTATION, task_type="implement_feature", status=TaskStatus.RUNNING
+    )
+    failed = Task.objects.create(
+        ticket=ticket, phase=Phase.IMPLEMENTATION, task_type="write_tests", status=TaskStatus.FAILED
+    )
+    Task.objects.filter(pk__in=[running.pk, failed.pk]).update(executor="agent")
+    with transaction.atomic():
+        from tickets.services.execution import ticket_work_enqueue
+
+        ticket_work_enqueue(ticket_id=ticket.pk)
+    holder_ready = threading.Event()
+
+    def step() -> str:
+        held = lease_claim(kind="ticket", object_id=ticket.pk)
+        running.ticket = ticket
+        with transaction.atomic():
+            held.finish(more=True)
+            holder_ready.set()
+            time.sleep(0.5)  # the user's request arrives meanwhile
+            task_complete_running(task=running, result={"summary": "done"}, actor="host")
+        return "recorded"
+
+    def user() -> str:
+        holder_ready.wait(timeout=10)
+        task_retry(task_id=failed.pk, actor="alice")
+        return "retried"
+
+    outcomes = race(step, user)
+
+    assert outcomes == [("ok", "recorded"), ("ok", "retried")], outcomes
+    assert dict(Task.objects.filter(ticket=ticket).values_list("task_type", "status")) == {
+        "implement_feature": "completed",
+        "write_tests": "pending",
+    }
+    assert Lease.objects.get(kind="ticket", object_id=ticket.pk).owner == ""  # the next step is due

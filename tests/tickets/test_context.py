@@ -56,17 +56,14 @@ def test_the_summary_is_bounded_and_keeps_every_phase():
     ]
 
 
-def test_the_model_summary_is_off_by_default(ticket_in, django_capture_on_commit_callbacks):
+def test_the_model_summary_is_off_by_default(ticket_in, capture_sends):
     ticket = ticket_in(Phase.DESIGN)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         ticket_transition(ticket_id=ticket.pk, to=Phase.BLOCKED, actor="a", blocked_reason="other")
-    names = [getattr(getattr(c, "func", None), "__self__", None) for c in callbacks]
-    assert [n.name for n in names if n is not None and "summarize" in n.name] == []
+    assert [name for name, _args, _queue in sent if "summarize" in name] == []
 
 
-def test_the_model_rewrites_the_summary_when_configured(
-    ticket_in, settings, tmp_path, django_capture_on_commit_callbacks
-):
+def test_the_model_rewrites_the_summary_when_configured(ticket_in, settings, tmp_path, capture_sends):
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"conversations": {"context_summary": [{"text": "Design blocked on a question."}]}}))
     settings.OMOI_LLM_PROVIDER = "replay"
@@ -75,18 +72,16 @@ def test_the_model_rewrites_the_summary_when_configured(
     ticket = ticket_in(Phase.DESIGN)
     tasks_generate(ticket_id=ticket.pk)
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         ticket_transition(ticket_id=ticket.pk, to=Phase.BLOCKED, actor="a", blocked_reason="other")
-    summarize = [
-        c for c in callbacks if getattr(c.func.__self__, "name", "") == "tickets.tasks.ticket_context_summarize_task"
-    ]
-    assert len(summarize) == 1
+    summarize = [args for name, args, _queue in sent if name == "tickets.tasks.ticket_context_summarize_task"]
+    assert len(summarize) == 1 and summarize[0][0] == ticket.pk
     ticket.refresh_from_db()
     rule_based = ticket.context_summary
     assert rule_based.startswith("DESIGN:")
 
     assert ticket_context_summarize(ticket_id=ticket.pk, context_updated_at="2000-01-01T00:00:00+00:00") is False
-    assert ticket_context_summarize(ticket_id=ticket.pk, context_updated_at=summarize[0].args[1]) is True
+    assert ticket_context_summarize(ticket_id=ticket.pk, context_updated_at=summarize[0][1]) is True
 
     ticket.refresh_from_db()
     assert ticket.context_summary == "Design blocked on a question."

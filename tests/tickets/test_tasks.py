@@ -3,14 +3,15 @@
 import pytest
 from django.db import IntegrityError
 
+from omoi.models import Lease
 from tests.factories import ProjectFactory, SpecRequirementFactory, SpecTaskFactory, TaskFactory
+from tests.support.steps import drain, run_step, waiting_steps
 from tests.tickets.conftest import (
     DESIGN_TEXT,
     FAILING_TESTS,
     PASSING_ARTIFACTS,
     PASSING_TESTS,
     make_ticket,
-    progressions,
     row_counts,
     satisfy_gate,
 )
@@ -33,11 +34,11 @@ from tickets.services import (
     tasks_generate,
     ticket_create,
     ticket_dependency_add,
-    ticket_progress_sweep,
+    ticket_progress,
     ticket_start,
     ticket_transition,
 )
-from tickets.tasks import ticket_progress_task
+from tickets.services.execution import next_action
 from tickets.templates import TEMPLATES
 
 pytestmark = pytest.mark.django_db
@@ -219,32 +220,31 @@ def test_only_open_tasks_complete_or_fail(ticket_in):
         task_fail(task_id=cancelled.pk, error="x", actor="agent")
 
 
-def test_three_implementation_tasks_advance_only_when_all_complete_and_the_gate_passes(
-    ticket_in, django_capture_on_commit_callbacks
-):
+def test_three_implementation_tasks_advance_only_when_all_complete_and_the_gate_passes(ticket_in, capture_sends):
     ticket = ticket_in(Phase.IMPLEMENTATION)
     tasks_generate(ticket_id=ticket.pk)
     docs = Task.objects.create(ticket=ticket, phase=Phase.IMPLEMENTATION, task_type="update_docs", title="Docs")
     implement, write_tests = Task.objects.filter(ticket=ticket).exclude(pk=docs.pk)
     code_changes, test_results = artifacts_for(Phase.IMPLEMENTATION)
+    Lease.objects.all().delete()  # the ticket's step ran and found the tasks running elsewhere
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         task_complete(task_id=implement.pk, result={"summary": "done", "artifacts": [code_changes]}, actor="a")
-    assert progressions(callbacks) == []
-    with django_capture_on_commit_callbacks() as callbacks:
         task_complete(task_id=write_tests.pk, result={"artifacts": [test_results]}, actor="a")
-    assert progressions(callbacks) == []
-    ticket_progress_task(ticket.pk, "IMPLEMENTATION")  # early or stray: a task is still open
+    assert (sent, waiting_steps()) == ([], [])  # a task is still open: nothing for the ticket's step to judge
+    ticket_progress(ticket_id=ticket.pk, phase="IMPLEMENTATION")  # early or stray: changes nothing
     ticket.refresh_from_db()
     assert ticket.phase == Phase.IMPLEMENTATION
     assert PhaseGateResult.objects.count() == 0
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         task_complete(task_id=docs.pk, result={"summary": "README updated"}, actor="a")
-    assert progressions(callbacks) == [(ticket.pk, "IMPLEMENTATION")]
+    assert sent == [("tickets.tasks.ticket_step_task", (ticket.pk,), "execution")]
+    assert waiting_steps() == [("ticket", ticket.pk)]
+    assert next_action(ticket).kind == "progress"
 
-    ticket_progress_task(ticket.pk, "IMPLEMENTATION")
-    ticket_progress_task(ticket.pk, "IMPLEMENTATION")
+    ticket_progress(ticket_id=ticket.pk, phase="IMPLEMENTATION")
+    ticket_progress(ticket_id=ticket.pk, phase="IMPLEMENTATION")
 
     ticket.refresh_from_db()
     assert ticket.phase == Phase.TESTING
@@ -265,7 +265,7 @@ def test_a_finished_phase_whose_gate_fails_is_blocked_with_the_reasons(ticket_in
         task_id=run_tests.pk, result={"artifacts": [{"type": "test_results", "content": FAILING_TESTS}]}, actor="host"
     )
 
-    ticket_progress_task(ticket.pk, "TESTING")
+    assert drain() == [("ticket", ticket.pk, "idle")]  # the ticket's step judges the gate, then rests
 
     ticket.refresh_from_db()
     assert (ticket.phase, ticket.previous_phase, ticket.blocked_reason) == ("BLOCKED", "TESTING", "failing_checks")
@@ -280,7 +280,7 @@ def test_the_last_task_failing_blocks_the_ticket_and_retry_runs_it_again(ticket_
     (design,) = tasks_generate(ticket_id=ticket.pk)
     task_start(task_id=design.pk)
     task_fail(task_id=design.pk, error="the model gave up", actor="agent", result={"partial": True})
-    ticket_progress_task(ticket.pk, "DESIGN")
+    assert drain() == [("ticket", ticket.pk, "idle")]
 
     ticket.refresh_from_db()
     design.refresh_from_db()
@@ -316,13 +316,18 @@ def test_a_dependent_tickets_tasks_run_only_once_its_dependency_is_done(project)
     assert list(runnable_tasks(ticket_ids=[dependent.pk])) == []
     with pytest.raises(InvalidTaskState, match="waits for dependencies"):
         task_start(task_id=waiting.pk)
+    dependent.refresh_from_db()
+    assert next_action(dependent).reason == "waiting for dependencies"
+    assert run_step("ticket", dependent.pk) == "idle"
 
     (deploy,) = tasks_generate(ticket_id=first.pk)
     task_complete(task_id=deploy.pk, result={"artifacts": artifacts_for(Phase.DEPLOYMENT)}, actor="host")
-    ticket_progress_task(first.pk, "DEPLOYMENT")
+    assert ("ticket", dependent.pk) not in waiting_steps()
+    assert run_step("ticket", first.pk) == "idle"
 
     first.refresh_from_db()
     assert first.phase == Phase.DONE
+    assert ("ticket", dependent.pk) in waiting_steps()  # its dependency is DONE: its step is due
     assert task_is_runnable(waiting) is True
     assert list(runnable_tasks(ticket_ids=[dependent.pk])) == [waiting]
     assert task_start(task_id=waiting.pk).status == TaskStatus.RUNNING
@@ -378,15 +383,48 @@ def test_passing_tests_fixture_is_what_the_gate_wants(ticket_in):
     assert PhaseGateArtifact.objects.get().content == PASSING_TESTS
 
 
-def test_the_sweep_finds_a_ticket_whose_progression_was_lost(ticket_in):
-    finished = ticket_in(Phase.DESIGN)
-    TaskFactory(ticket=finished, task_type="create_design", status=TaskStatus.COMPLETED)
-    working = ticket_in(Phase.DESIGN)
-    TaskFactory(ticket=working, task_type="create_design", status=TaskStatus.RUNNING)
-    no_tasks = ticket_in(Phase.DESIGN)
-    done = ticket_in(Phase.DONE)
-    TaskFactory(ticket=done, phase=Phase.DONE, status=TaskStatus.COMPLETED)
+TASK_MOVE_PAIRS = [(a, b) for a in TaskStatus.values for b in TaskStatus.values if a != b]
 
-    assert ticket_progress_sweep(stuck_after_s=3600) == []  # finished just now: its message may be on its way
-    assert ticket_progress_sweep(stuck_after_s=0) == [finished.pk]
-    assert no_tasks.pk not in ticket_progress_sweep(stuck_after_s=0)
+
+@pytest.mark.parametrize(("from_status", "to_status"), TASK_MOVE_PAIRS)
+def test_task_status_changes_only_along_the_table(ticket_in, from_status, to_status):
+    from django.db import transaction
+
+    from tickets.services.tasks import TASK_MOVES, task_transition
+
+    ticket = ticket_in(Phase.DESIGN)
+    task = TaskFactory(ticket=ticket, task_type="create_design", status=from_status, attempts=1, error="earlier")
+    before = Task.objects.filter(pk=task.pk).values().get()
+
+    if to_status not in TASK_MOVES[from_status]:
+        with pytest.raises(InvalidTaskState, match=f"task #{task.pk} is {from_status}; it cannot become {to_status}"):
+            with transaction.atomic():
+                task_transition(task=task, to=to_status, error="why")
+        assert Task.objects.filter(pk=task.pk).values().get() == before
+        return
+
+    with transaction.atomic():
+        task_transition(task=task, to=to_status, error="why")
+
+    task.refresh_from_db()
+    assert task.status == to_status
+    if to_status == TaskStatus.RUNNING:
+        assert (task.attempts, task.error, task.completed_at) == (2, "", None)
+        assert task.started_at is not None
+    elif to_status == TaskStatus.PENDING:
+        assert (task.attempts, task.error, task.started_at, task.completed_at) == (1, "", None, None)
+    else:
+        assert task.completed_at is not None
+        assert task.error == ("" if to_status == TaskStatus.COMPLETED else "why")
+
+
+def test_the_task_table_has_no_way_out_of_a_final_status_but_a_new_pass():
+    from tickets.services.tasks import TASK_MOVES
+
+    assert {status: sorted(moves) for status, moves in TASK_MOVES.items()} == {
+        "pending": ["cancelled", "completed", "failed", "running"],
+        "running": ["cancelled", "completed", "failed"],
+        "completed": ["pending"],
+        "failed": ["pending"],
+        "cancelled": ["pending"],
+    }

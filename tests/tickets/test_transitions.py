@@ -3,11 +3,11 @@
 import pytest
 
 from sandboxes.models import SandboxEvent
+from tests.support.steps import waiting_steps
 from tests.tickets.conftest import (
     allowed_pairs,
     disallowed_pairs,
     make_ticket,
-    progressions,
     row_counts,
     satisfy_gate,
     ticket_ready_to_move,
@@ -23,8 +23,9 @@ from tickets.models import (
     Task,
     TaskStatus,
 )
-from tickets.services import ticket_block, ticket_start, ticket_transition, ticket_unblock
-from tickets.signals import ticket_completed
+from tickets.services import ticket_block, ticket_progress, ticket_start, ticket_transition, ticket_unblock
+from tickets.services.execution import next_action
+from tickets.signals import ticket_blocked, ticket_completed
 from tickets.templates import templates_for
 from tickets.workflow import PHASE_SEQUENCE, TRANSITIONS, next_phase
 
@@ -342,6 +343,43 @@ def test_done_sends_ticket_completed_on_commit_only(project, django_capture_on_c
     assert (event.spec_id, event.ticket_id, event.sequence) == (spec.pk, ticket.pk, 1)
 
 
+@pytest.mark.parametrize("how", ["ticket_block", "gate"])
+def test_blocked_sends_ticket_blocked_on_commit_with_its_reason(project, django_capture_on_commit_callbacks, how):
+    from tests.factories import SpecFactory
+
+    spec = SpecFactory(project=project, status="executing")
+    ticket = make_ticket(project=project, phase=Phase.TESTING, spec=spec)
+    Task.objects.create(ticket=ticket, phase=Phase.TESTING, task_type="run_tests", status=TaskStatus.COMPLETED)
+    received = []
+
+    def receiver(sender, **kwargs):
+        received.append(kwargs)
+
+    ticket_blocked.connect(receiver, dispatch_uid="test-blocked")
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            if how == "ticket_block":
+                ticket_block(ticket_id=ticket.pk, reason=BlockedReason.BUDGET, actor="alice", message="over budget")
+            else:  # TESTING's gate fails: no test results
+                ticket_progress(ticket_id=ticket.pk, phase=Phase.TESTING)
+        assert received == []
+        for callback in callbacks:
+            callback()
+    finally:
+        ticket_blocked.disconnect(dispatch_uid="test-blocked")
+
+    ticket.refresh_from_db()
+    expected = {
+        "ticket_block": ("budget", "over budget"),
+        "gate": ("failing_checks", "missing artifact test_results"),
+    }[how]
+    assert (ticket.blocked_reason, ticket.blocked_message) == expected
+    assert [(r["ticket_id"], r["spec_id"], r["reason"], r["message"]) for r in received] == [
+        (ticket.pk, spec.pk, *expected)
+    ]
+    assert ("spec", spec.pk) in waiting_steps()  # the planning side's receiver: the spec's step looks at it
+
+
 def test_a_refused_move_sends_no_signal(ticket_in, django_capture_on_commit_callbacks):
     ticket = ticket_in(Phase.DEPLOYMENT)
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(GateBlocked):
@@ -363,20 +401,27 @@ def test_a_fresh_pass_through_testing_runs_the_tests_again(ticket_in):
     assert Task.objects.filter(ticket=ticket, phase=Phase.TESTING).count() == 1
 
 
-def test_resuming_a_phase_whose_work_is_over_asks_progression_to_judge_it(
-    ticket_in, django_capture_on_commit_callbacks
-):
+def test_resuming_a_phase_whose_work_is_over_asks_progression_to_judge_it(ticket_in, capture_sends):
     ticket = ticket_in(Phase.BLOCKED, previous_phase=Phase.DESIGN)
     design = Task.objects.create(
         ticket=ticket, phase=Phase.DESIGN, task_type="create_design", status=TaskStatus.COMPLETED
     )
+    satisfy_gate(ticket, Phase.DESIGN)
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with capture_sends() as sent:
         ticket_unblock(ticket_id=ticket.pk, actor="alice")
 
     design.refresh_from_db()
     assert design.status == TaskStatus.COMPLETED
-    assert progressions(callbacks) == [(ticket.pk, "DESIGN")]
+    assert sent == [("tickets.tasks.ticket_step_task", (ticket.pk,), "execution")]
+    assert waiting_steps() == [("ticket", ticket.pk)]
+    ticket.refresh_from_db()
+    assert next_action(ticket).kind == "progress"  # the step judges the gate: no work to redo
+
+    ticket_progress(ticket_id=ticket.pk, phase=Phase.DESIGN)
+
+    ticket.refresh_from_db()
+    assert ticket.phase == Phase.IMPLEMENTATION
 
 
 def test_sending_a_blocked_ticket_back_to_an_earlier_phase_redoes_that_phase(ticket_in):

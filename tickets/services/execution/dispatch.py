@@ -65,18 +65,30 @@ def ticket_route(ticket_id: int) -> str:
 
 def ticket_give_up(ticket_id: int, error: str) -> None:
     """The ticket's step failed too often: its running task fails and the ticket is BLOCKED
-    (environment) with the error, where people look."""
+    (environment) with the error, where people look, and its sandbox is released."""
     from tickets.services.execution.outcomes import task_give_up, ticket_block_for
 
     running = Task.objects.filter(ticket_id=ticket_id, status=TaskStatus.RUNNING).values_list("pk", flat=True).first()
     reason = f"the ticket's step failed: {error}"
     if running is None or not task_give_up(task_id=running, reason=reason, blocked=BlockedReason.ENVIRONMENT):
         ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
+    # Like every task the host gives up on, the blocked ticket holds no sandbox (after the commit).
+    transaction.on_commit(lambda: _release_sandbox(ticket_id), robust=True)
+
+
+def ticket_lock(ticket_id: int) -> None:
+    Ticket.objects.select_for_update(no_key=True).filter(pk=ticket_id).values_list("pk", flat=True).first()
 
 
 def register() -> None:
     work_kind_register(
-        WorkKind(name=KIND, task_name="tickets.tasks.ticket_step_task", route=ticket_route, give_up=ticket_give_up)
+        WorkKind(
+            name=KIND,
+            task_name="tickets.tasks.ticket_step_task",
+            route=ticket_route,
+            give_up=ticket_give_up,
+            lock=ticket_lock,
+        )
     )
 
 
@@ -157,10 +169,8 @@ def _advance(*, ticket_id: int, held: Held) -> str:
         if action.kind == "idle":
             with transaction.atomic():
                 held.finish()
-            if ticket.phase in (Phase.DONE, Phase.BLOCKED) or (
-                ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES
-            ):
-                _release_sandbox(ticket.pk)  # its work is on the ticket branch; a retry starts afresh
+            if ticket.phase == Phase.DONE or (ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES):
+                _release_sandbox(ticket.pk)
             return outcome or "idle"
         if action.kind == "progress":
             from tickets.services.transitions import ticket_progress
@@ -189,6 +199,7 @@ def _advance(*, ticket_id: int, held: Held) -> str:
                 outcome = _turn(task=task, held=held, runs=runs)
         except (runs.EnvironmentProblem, CommandRefused) as exc:
             outcome = _environment_problem(task=task, held=held, problem=str(exc))
+        _released_if_given_up(task.ticket_id, outcome)
     with transaction.atomic():
         held.finish(more=True)
     return outcome or "continued"
@@ -231,6 +242,19 @@ def _environment_problem(*, task: Task, held: Held, problem: str) -> str:
     return "environment"
 
 
+# Outcomes after which the task failed and the ticket is BLOCKED by its own step.
+GIVEN_UP = {"failed", "unverifiable", "conflict", "limit", "model_error", "stuck", "budget", "environment"}
+
+
+def _released_if_given_up(ticket_id: int, outcome: str) -> str:
+    """A task the host gave up on (failing checks, no way to verify, a merge conflict) leaves its
+    ticket BLOCKED: like the limit and model-error paths, its sandbox is released (a retry starts a
+    new run from the ticket branch's last verified commit), so nothing holds it while it waits."""
+    if outcome in GIVEN_UP:
+        _release_sandbox(ticket_id)
+    return outcome
+
+
 def _release_sandbox(ticket_id: int) -> None:
     sandbox = sandbox_live(ticket_id=ticket_id)
     if sandbox is not None:
@@ -253,7 +277,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
         run = runs.run_begin(task=task)
     finish = runs.pending_finish(run)
     if finish is not None:
-        return task_verify(
+        outcome = task_verify(
             run=run,
             task=task,
             workspace=runs.ticket_workspace(ticket=task.ticket, task=task)[1],
@@ -261,6 +285,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             finish_input=finish.get("input") or {},
             held=held,
         )
+        return outcome
     limit = runs.run_limit(run)
     if limit is not None:
         blocked, reason = limit

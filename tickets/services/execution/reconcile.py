@@ -43,10 +43,11 @@ def tickets_without_step() -> Iterable[tuple[str, int]]:
 
 
 def sandboxes_unheld() -> int:
-    """Release live sandboxes whose work is over: a ticket DONE or BLOCKED, a spec completed or
-    cancelled, a planning sandbox whose spec is no longer planning."""
+    """Release live sandboxes whose work is over: a ticket DONE, a spec completed or cancelled, a
+    planning sandbox whose spec is no longer planning. (A ticket BLOCKED by hand keeps its sandbox:
+    its running task resumes there when it is unblocked.)"""
     unheld = Sandbox.objects.filter(status__in=LIVE_SANDBOX_STATUSES).filter(
-        Q(ticket__phase__in=[Phase.DONE, Phase.BLOCKED])
+        Q(ticket__phase=Phase.DONE)
         | Q(spec__status__in=["completed", "cancelled"])
         | Q(ticket__isnull=True, spec__isnull=False) & ~Q(spec__status="planning")
     )

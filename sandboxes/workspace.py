@@ -23,6 +23,7 @@ import resource
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -364,9 +365,10 @@ class LocalWorkspace(DirectoryTools):
             descriptor = os.open(target, flags)
         except OSError as exc:
             raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise WorkspaceError(f"{path} is not a regular file")
         with os.fdopen(descriptor, "rb") as handle:
-            if not os.path.isfile(f"/proc/self/fd/{descriptor}") and not Path(target).is_file():
-                raise WorkspaceError(f"{path} is not a regular file")
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise WorkspaceError(f"{path} is larger than {limit} bytes")

@@ -81,9 +81,9 @@ def get_sandbox_provider(name: str | None = None) -> SandboxProvider:
         if not settings.DAYTONA_API_KEY:
             raise SandboxUnavailable(
                 "OMOI_SANDBOX_PROVIDER is 'daytona' but Daytona is not configured: set DAYTONA_API_KEY "
-                "(and DAYTONA_API_URL), or use OMOI_SANDBOX_PROVIDER=local"
+                "(and DAYTONA_API_URL for a Daytona other than app.daytona.io), or use OMOI_SANDBOX_PROVIDER=local"
             )
-        raise SandboxUnavailable(
-            "the Daytona sandbox provider is not available in this version; use OMOI_SANDBOX_PROVIDER=local"
-        )
+        from sandboxes.providers.daytona import DaytonaSandboxProvider
+
+        return DaytonaSandboxProvider()
     raise SandboxUnavailable(f"unknown OMOI_SANDBOX_PROVIDER {name!r}: use 'local' or 'daytona'")

@@ -284,10 +284,14 @@ def op_prepare(request: dict) -> dict:
     except (RequestError, OSError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return {"error": str(exc)}
-    try:
-        os.unlink(request["bundle"])
-    except OSError:
-        pass
+    # This bundle, and any an earlier attempt (a killed worker) uploaded, are no longer needed.
+    incoming = os.path.dirname(request["bundle"])
+    for name in os.listdir(incoming):
+        if name.endswith(".bundle"):
+            try:
+                os.unlink(os.path.join(incoming, name))
+            except OSError:
+                pass
     return {"ok": {"existing": False}}
 
 

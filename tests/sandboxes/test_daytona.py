@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,16 @@ def fresh_provider() -> DaytonaSandboxProvider:
 def acquire(provider, repo, *, sandbox=None, branch="omoi/task-1"):
     sandbox = sandbox or Sandbox.objects.create(provider="daytona")
     return sandbox, provider.acquire(sandbox=sandbox, source=str(repo), ref="main", branch=branch)
+
+
+def worker_env(fake, git_repo) -> dict[str, str]:
+    """A worker process's environment: configured for the fake Daytona and nothing else."""
+    return {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "omoi.settings",
+        "OMOI_DATA_DIR": str(git_repo.parent / "worker-data"),
+        **fake.worker_env(),
+    }
 
 
 def creates(fake) -> list[int]:
@@ -130,6 +141,40 @@ def test_after_a_crash_the_sandbox_is_found_again_instead_of_made_twice(fake_day
     assert again.external_id == workspace.external_id
     assert again.read_file("work.txt") == "     1\tkept"
     assert again.git("symbolic-ref", "--short", "HEAD").stdout == "omoi/task-1\n"
+
+
+@pytest.mark.django_db
+def test_a_worker_killed_mid_acquire_leaves_one_sandbox_that_the_next_acquire_takes(fake_daytona, git_repo):
+    """A real process, SIGKILLed while it uploads the code into the sandbox it just created."""
+    sandbox = Sandbox.objects.create(provider="daytona")
+    script = (
+        "import django; django.setup()\n"
+        "from sandboxes.models import Sandbox\n"
+        "from sandboxes.providers import get_sandbox_provider\n"
+        f"row = Sandbox(pk={sandbox.pk}, provider='daytona')\n"
+        f"get_sandbox_provider().acquire(sandbox=row, source={str(git_repo)!r}, ref='main', branch='omoi/task-1')\n"
+    )
+    fake_daytona.uploads_open.clear()
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=worker_env(fake_daytona, git_repo))
+    try:
+        assert fake_daytona.upload_arrived.wait(60), "the worker never reached the upload"
+        worker.kill()
+        worker.wait(30)
+    finally:
+        fake_daytona.uploads_open.set()
+    [interrupted] = fake_daytona.requests_to("POST", "/files/bulk-upload")
+    deadline = time.monotonic() + 10
+    while "status" not in interrupted and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server finishes writing what the dead worker had sent
+
+    _, workspace = acquire(fresh_provider(), git_repo, sandbox=sandbox)
+
+    assert worker.returncode == -9
+    assert creates(fake_daytona) == [200, 409]
+    assert [s.name for s in fake_daytona.live()] == [f"omoi-{sandbox.pk}"]
+    assert workspace.git("symbolic-ref", "--short", "HEAD").stdout == "omoi/task-1\n"
+    assert workspace.read_file("calc/ops.py").startswith("     1\tdef add(a, b):")
+    assert not list((Path(workspace.omoi_dir) / "incoming").glob("*.bundle"))
 
 
 @pytest.mark.django_db
@@ -316,15 +361,13 @@ def test_a_worker_process_reaches_the_fake_from_its_environment(fake_daytona, gi
         f"row = Sandbox(pk={sandbox.pk}, provider='daytona', external_id={workspace.external_id!r})\n"
         "print(get_sandbox_provider().attach(sandbox=row).read_file('shared.txt'))\n"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "omoi.settings",
-        "OMOI_DATA_DIR": str(git_repo.parent / "worker-data"),
-        **fake_daytona.worker_env(),
-    }
-
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=worker_env(fake_daytona, git_repo),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -111,6 +112,11 @@ class FakeDaytona:
         self.requests: list[dict] = []
         self.lock = threading.RLock()
         self.execute_deadline_s: float | None = None
+        # Tests hold uploads to catch a client mid-transfer (then kill it): clear `uploads_open`,
+        # wait for `upload_arrived`.
+        self.uploads_open = threading.Event()
+        self.uploads_open.set()
+        self.upload_arrived = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,8 +135,7 @@ class FakeDaytona:
             def do_DELETE(self) -> None:
                 fake._handle(self, "DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.api_url = f"{self.url}/api"
         self.toolbox_url = f"{self.url}/toolbox"
@@ -517,6 +522,8 @@ class FakeDaytona:
         sandbox.processes.discard(process)
 
     def _upload(self, sandbox: FakeSandbox, content_type: str, body: bytes):
+        self.upload_arrived.set()
+        self.uploads_open.wait(60)
         boundary = _boundary(content_type)
         if boundary is None:
             raise _HttpError(400, {"errors": ["invalid multipart form"]})
@@ -568,6 +575,15 @@ class FakeDaytona:
             chunks.append(f"--{BOUNDARY}\r\n{head}\r\n".encode() + data + b"\r\n")
         chunks.append(f"--{BOUNDARY}--\r\n".encode())
         return 200, _Raw(b"".join(chunks), f"multipart/form-data; boundary={BOUNDARY}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer (a killed worker) is not the server's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _HttpError(Exception):

@@ -5,6 +5,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory, UserFactory
+from tests.support.fake_daytona import FakeDaytona
 from tests.worker import WorkerProcess, purge_broker
 
 # The suite also runs where bubblewrap is missing (commands then run unconfined, as on a DEBUG
@@ -85,3 +86,23 @@ def start_worker(transactional_db, tmp_path):
     for worker in workers:
         worker.stop()
     purge_broker()
+
+
+@pytest.fixture
+def fake_daytona(tmp_path, settings):
+    """A local server that answers like Daytona, with the settings pointing at it: the Daytona
+    provider then runs through the real SDK against it. `fake_daytona.worker_env()` gives a worker
+    process the same (OMOI_SANDBOX_PROVIDER=daytona, DAYTONA_API_URL, DAYTONA_API_KEY)."""
+    from sandboxes.providers.daytona import reset_clients
+
+    with FakeDaytona(tmp_path / "fake-daytona") as fake:
+        settings.DAYTONA_API_URL = fake.api_url
+        settings.DAYTONA_API_KEY = fake.api_key
+        settings.DAYTONA_TARGET = "us"
+        settings.DAYTONA_SNAPSHOT = ""
+        settings.DAYTONA_IMAGE = ""
+        settings.DAYTONA_SANDBOX_PREFIX = "omoi"
+        settings.DAYTONA_NETWORK_BLOCK_ALL = True
+        reset_clients()
+        yield fake
+        reset_clients()

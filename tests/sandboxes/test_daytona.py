@@ -15,12 +15,25 @@ import sys
 import time
 from pathlib import Path
 
+import daytona
 import pytest
 from daytona import CreateSandboxFromSnapshotParams, Daytona, DaytonaAuthenticationError, DaytonaConfig
 
-from sandboxes.models import Sandbox
+from omoi import nodes
+from omoi.reconcile import reconcile
+from omoi.retry import is_transient
+from sandboxes.models import Sandbox, SandboxEvent
 from sandboxes.providers import SandboxGone, SandboxUnavailable, get_sandbox_provider
-from sandboxes.providers.daytona import DaytonaSandboxProvider, DaytonaWorkspace, daytona_client, reset_clients
+from sandboxes.providers.daytona import (
+    DaytonaSandboxProvider,
+    DaytonaWorkspace,
+    RemoteSandboxError,
+    daytona_client,
+    reset_clients,
+)
+from sandboxes.services.sandbox import sandbox_acquire, sandbox_touch
+from sandboxes.services.setup import sandbox_setup_run
+from tests.factories import TicketFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -372,3 +385,162 @@ def test_a_worker_process_reaches_the_fake_from_its_environment(fake_daytona, gi
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.splitlines()[-1] == "     1\tfrom the test process"
+
+
+# --- wired into the core ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daytona_configured(fake_daytona, settings, sandbox_root, monkeypatch):
+    """OMOI_SANDBOX_PROVIDER=daytona in this process, on a worker node (local rows would name it)."""
+    settings.OMOI_SANDBOX_PROVIDER = "daytona"
+    monkeypatch.setitem(nodes._node, "name", "worker-a@test")
+    return fake_daytona
+
+
+def ticket_acquire(ticket, repo, **options):
+    return sandbox_acquire(
+        spec_id=ticket.spec_id, ticket_id=ticket.pk, source=str(repo), ref="main", branch="omoi/t", **options
+    )
+
+
+@pytest.mark.django_db
+def test_a_ticket_sandbox_on_daytona_records_its_id_names_no_node_and_is_reopened_not_remade(
+    daytona_configured, git_repo
+):
+    ticket = TicketFactory()
+
+    sandbox, workspace = ticket_acquire(ticket, git_repo)
+    workspace.write_file("turn1.txt", "first turn\n")
+    reset_clients()  # the next step runs in another process
+    again, reopened = ticket_acquire(ticket, git_repo)
+
+    row = Sandbox.objects.get(pk=sandbox.pk)
+    assert (row.provider, row.status, row.node) == ("daytona", "ready", "")
+    assert row.external_id == workspace.external_id == fake_daytona_id(daytona_configured, row)
+    assert again.pk == sandbox.pk and Sandbox.objects.count() == 1
+    assert reopened.read_file("turn1.txt") == "     1\tfirst turn"
+    assert creates(daytona_configured) == [200]
+
+
+def fake_daytona_id(fake, row) -> str:
+    [remote] = [s for s in fake.live() if s.name == f"omoi-{row.pk}"]
+    return remote.id
+
+
+@pytest.mark.django_db
+def test_a_project_that_allows_the_network_gets_a_sandbox_with_network(daytona_configured, git_repo):
+    _, open_workspace = ticket_acquire(TicketFactory(), git_repo, network_allowed=True)
+    _, closed_workspace = ticket_acquire(TicketFactory(), git_repo)
+
+    by_name = {s.name: s for s in daytona_configured.live()}
+    opened, closed = by_name[open_workspace.name], by_name[closed_workspace.name]
+    assert (opened.network_block_all, opened.labels.get("omoi.network")) == (False, "allowed")
+    assert (closed.network_block_all, closed.labels.get("omoi.network")) == (True, None)
+    assert (open_workspace.network_allowed, closed_workspace.network_allowed) == (True, False)
+
+
+@pytest.mark.django_db
+def test_a_network_block_a_killed_setup_left_lifted_is_put_back_by_the_next_step(daytona_configured, git_repo):
+    sandbox, workspace = acquire(fresh_provider(), git_repo)
+    daytona_client().get(workspace.external_id).update_network_settings(network_block_all=False)
+
+    reopened = fresh_provider().attach(sandbox=sandbox)
+
+    assert daytona_configured.live()[0].network_block_all is True
+    assert reopened.network_allowed is False
+
+
+@pytest.mark.django_db
+def test_the_setup_step_runs_once_per_daytona_sandbox_and_is_recorded(daytona_configured, git_repo):
+    sandbox, workspace = ticket_acquire(TicketFactory(), git_repo)
+    command = "echo installing; echo run >> $HOME/setup-runs"
+
+    first = sandbox_setup_run(sandbox_id=sandbox.pk, command=command, cache_key="spec-1")
+    reset_clients()
+    again = sandbox_setup_run(sandbox_id=sandbox.pk, command=command, cache_key="spec-1")
+
+    assert (first.repeated, first.reused, first.result.stdout) == (False, False, "installing\n")
+    assert (again.repeated, again.result.stdout) == (True, "installing\n")
+    assert workspace.run_command("cat $HOME/setup-runs").stdout == "run\n"
+    [event] = SandboxEvent.objects.filter(sandbox=sandbox, type="sandbox.setup")
+    assert (event.payload["ok"], event.payload["output"]) == (True, "installing")
+
+
+@pytest.mark.django_db
+def test_each_turn_touches_the_sandbox(daytona_configured, git_repo):
+    sandbox, _ = ticket_acquire(TicketFactory(), git_repo)
+
+    sandbox_touch(sandbox_id=sandbox.pk)
+    sandbox_touch(sandbox_id=sandbox.pk)
+
+    assert daytona_configured.live()[0].activity_refreshes == 2
+    assert Sandbox.objects.get(pk=sandbox.pk).last_activity_at is not None
+    daytona_client().delete(daytona_client().get(sandbox.external_id))
+    with pytest.raises(SandboxGone):
+        sandbox_touch(sandbox_id=sandbox.pk)
+
+
+@pytest.mark.django_db
+def test_the_reconciler_reaps_daytona_sandboxes_that_no_live_row_holds(daytona_configured, settings, git_repo):
+    held, held_workspace = ticket_acquire(TicketFactory(), git_repo)
+    released, released_workspace = ticket_acquire(TicketFactory(), git_repo)
+    Sandbox.objects.filter(pk=released.pk).update(status="released")  # its release never reached Daytona
+    # An acquire that created its sandbox and died before recording the id: kept by its name.
+    creating = Sandbox.objects.create(provider="daytona", status="creating", ticket=TicketFactory())
+    fresh_provider()._create_or_find(creating, network_allowed=False)
+
+    settings.DAYTONA_REAP_GRACE_S = 3600
+    spared = reconcile()["remote_sandboxes_reaped"]
+    settings.DAYTONA_REAP_GRACE_S = 0
+    reaped = reconcile()["remote_sandboxes_reaped"]
+
+    assert (spared, reaped) == (0, 1)
+    assert {s.name for s in daytona_configured.live()} == {held_workspace.name, f"omoi-{creating.pk}"}
+    assert released_workspace.external_id in {s.id for s in daytona_configured.destroyed}
+
+
+@pytest.mark.django_db
+def test_a_daytona_that_cannot_be_reached_does_not_stop_the_reconciler(daytona_configured, settings, git_repo):
+
+    settings.DAYTONA_API_KEY = "revoked"
+    reset_clients()
+
+    counts = reconcile()
+
+    assert counts["remote_sandboxes_reaped"] == 0
+    assert "leases_resent" in counts  # the rest of the pass ran
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        ("DaytonaTimeoutError", True),
+        ("DaytonaConnectionError", True),
+        ("DaytonaRateLimitError", True),
+        ("DaytonaInternalServerError", True),
+        ("DaytonaServiceUnavailableError", True),
+        ("DaytonaBadGatewayError", True),
+        ("DaytonaAuthenticationError", False),
+        ("DaytonaBadRequestError", False),
+        ("DaytonaConflictError", False),
+        ("DaytonaNotFoundError", False),
+    ],
+)
+def test_daytona_errors_that_a_retry_may_not_meet_are_transient(error, transient):
+
+    assert is_transient(getattr(daytona, error)("the message")) is transient
+
+
+def test_a_sandbox_gone_or_a_runner_that_did_not_answer_is_transient_for_the_step():
+    assert is_transient(SandboxGone("Daytona has no sandbox omoi-1"))
+    assert is_transient(RemoteSandboxError("Omoi's runner did not answer"))
+    assert not is_transient(SandboxUnavailable("DAYTONA_SANDBOX_PREFIX must be ..."))
+    wrapped = RuntimeError("step failed")
+    wrapped.__cause__ = daytona_error(503)
+    assert is_transient(wrapped)
+    assert not is_transient(daytona_error(401))
+
+
+def daytona_error(status: int):
+    return daytona.DaytonaError("from the API", status_code=status)

@@ -14,7 +14,8 @@ It keeps Daytona's rules that Omoi relies on: every request needs `Authorization
 (401 otherwise), an unknown sandbox is a 404, a create whose name is taken answers 409, a
 stopped sandbox's toolbox refuses work, a delete removes the sandbox and its files. Paths
 outside a sandbox's directory are refused (403), so the fake never serves the host's files.
-Every request is recorded (`requests`) so tests can assert what the SDK sent.
+Every request is recorded (`requests`, with the time it arrived) so tests can assert what the SDK
+sent, and when.
 
 `execute_deadline_s` imitates a proxy in front of the daemon that gives up on long calls: the
 call answers 504 after that many seconds while the command keeps running, as it would on
@@ -192,6 +193,7 @@ class FakeDaytona:
         url = urlparse(handler.path)
         body = self._read_body(handler) if method in ("POST", "PUT") else b""
         record = {
+            "time": time.time(),
             "method": method,
             "path": url.path,
             "query": parse_qs(url.query),

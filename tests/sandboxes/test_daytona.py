@@ -23,7 +23,7 @@ from omoi import nodes
 from omoi.reconcile import reconcile
 from omoi.retry import is_transient
 from sandboxes.models import Sandbox, SandboxEvent
-from sandboxes.providers import SandboxGone, SandboxUnavailable, get_sandbox_provider
+from sandboxes.providers import SandboxGone, SandboxUnavailable, get_sandbox_provider, sandbox_boundary_line
 from sandboxes.providers.daytona import (
     DaytonaSandboxProvider,
     DaytonaWorkspace,
@@ -70,7 +70,11 @@ def test_the_configured_daytona_provider_is_confined(fake_daytona, settings):
     provider = get_sandbox_provider("daytona")
 
     assert isinstance(provider, DaytonaSandboxProvider)
-    assert (provider.name, provider.confined) == ("daytona", True)
+    assert (provider.name, provider.confined, provider.remote) == ("daytona", True, True)
+    assert sandbox_boundary_line("daytona") == (
+        f"daytona: commands run in remote Daytona sandboxes ({fake_daytona.api_url}, snapshot (Daytona default); "
+        "no network unless asked)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -359,7 +363,18 @@ def test_the_fake_answers_like_daytona_for_unknown_sandboxes(fake_daytona):
 
 @pytest.mark.parametrize("path", ["sandboxes/fstools.py", "sandboxes/sandbox_runner.py"])
 def test_the_code_that_runs_in_the_sandbox_is_python_3_8(path):
+    """Its syntax (ast) and the library it calls (vermin: a 3.9 method such as str.removeprefix
+    would fail here) need nothing newer than the python3 of an older image."""
     ast.parse((REPO_ROOT / path).read_text(), feature_version=(3, 8))
+    vermin = [sys.executable, "-c", "import sys; from vermin import main; sys.exit(main())"]
+    checked = subprocess.run(
+        [*vermin, "--no-tips", "--violations", "--target=3.8-", str(REPO_ROOT / path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.django_db

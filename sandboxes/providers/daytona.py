@@ -4,11 +4,11 @@ A Sandbox row N becomes the Daytona sandbox named `<DAYTONA_SANDBOX_PREFIX>-N`, 
 `omoi.instance=<prefix>` and `omoi.sandbox=N`, created from DAYTONA_SNAPSHOT (or DAYTONA_IMAGE)
 with no environment variables (no secret enters it) and, unless the project allows it (then also
 labelled `omoi.network=allowed`), no network. The provider is `remote`: its rows name no worker
-node, so any worker may run a step in the sandbox. Acquiring
-always asks Daytona to create it: a sandbox left by a crashed acquire makes the create answer
-409, and the provider then takes that one (found by name, checked by its labels) instead of
-making a second. attach, touch and release find it by its Daytona id or, before the id was
-recorded, by the same name.
+node, so any worker may run a step in the sandbox. Acquiring always asks Daytona to create it: a
+sandbox left by a crashed acquire makes the create answer 409, and the provider then takes that
+one (found by name, checked by its labels) instead of making a second. attach, touch and release
+find it by its Daytona id (sandbox_acquire records it on the row) or, before the id was recorded,
+by the same name.
 
 Code goes in as git data only: the host makes a bundle with `git bundle create` from `source`,
 a repository on this worker it owns; the bundle is uploaded and cloned inside the sandbox. The

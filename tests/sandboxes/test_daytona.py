@@ -4,7 +4,9 @@ What the contract suite (test_provider_contract.py) cannot show for every provid
 named and labelled as this row's, created once even across a crash (the create that collides
 answers 409 and the sandbox is found instead), stopped then deleted on release, reaped when no
 run holds it, touched every turn, restarted after auto-stop, never given a secret, given network
-for the setup step only, and a command's partial output recovered when its API call is lost.
+for the setup step only, and a command's partial output recovered when its API call is lost. And
+its wiring into the core: the row records the Daytona id and names no node, the reconciler reaps
+what no live row holds, the setup step runs once per sandbox, and which failures retry a step.
 """
 
 import ast

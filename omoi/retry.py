@@ -48,9 +48,36 @@ def _transient_one(exc: BaseException) -> bool:
             return True
     except ImportError:  # pragma: no cover
         pass
+    if _daytona_transient(exc):
+        return True
     from sandboxes.git import GitError
 
     return isinstance(exc, GitError) and bool(_GIT_NETWORK.search(str(exc)))
+
+
+def _daytona_transient(exc: BaseException) -> bool:
+    """The Daytona SDK's errors that a later attempt may not meet: a timeout, a lost connection,
+    a rate limit, a server error, a sandbox evicted from its machine. Not a refused key, a bad
+    request or a name taken by someone else: those fail fast, with their message."""
+    if not any(cls.__module__.partition(".")[0] == "daytona" for cls in type(exc).__mro__):
+        return False  # not the SDK's (and no need to import it here)
+    import daytona
+
+    if not isinstance(exc, daytona.DaytonaError):
+        return False
+    transient_types = (
+        daytona.DaytonaTimeoutError,
+        daytona.DaytonaConnectionError,
+        daytona.DaytonaRateLimitError,
+        daytona.DaytonaInternalServerError,
+        daytona.DaytonaBadGatewayError,
+        daytona.DaytonaServiceUnavailableError,
+        daytona.DaytonaSpotEvictedError,
+    )
+    if isinstance(exc, transient_types):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status in (408, 429) or status >= 500)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -263,8 +263,19 @@ OMOI_SETUP_TIMEOUT_S = env.int("OMOI_SETUP_TIMEOUT_S", default=600)
 OMOI_SETUP_CACHE_MAX_AGE_S = env.int("OMOI_SETUP_CACHE_MAX_AGE_S", default=7 * 24 * 3600)
 # The host's own clones of project repositories (spec branches are built and merged there).
 OMOI_REPOS_DIR = Path(env("OMOI_REPOS_DIR", default=str(DATA_DIR / "repos")))
+# The Daytona provider (OMOI_SANDBOX_PROVIDER=daytona): a remote sandbox per run, through the SDK.
 DAYTONA_API_KEY = env("DAYTONA_API_KEY", default="")
-DAYTONA_API_URL = env("DAYTONA_API_URL", default="")
+DAYTONA_API_URL = env("DAYTONA_API_URL", default="")  # empty: the SDK's default, Daytona's cloud
+DAYTONA_TARGET = env("DAYTONA_TARGET", default="")  # the region; empty: the organisation's default
+DAYTONA_SNAPSHOT = env("DAYTONA_SNAPSHOT", default="")  # empty: Daytona's default snapshot
+DAYTONA_IMAGE = env("DAYTONA_IMAGE", default="")  # an image instead of a snapshot (built on first use)
+# Names and labels Omoi's sandboxes with it; installations sharing one Daytona organisation need
+# different prefixes (the reaper removes this prefix's sandboxes that no run holds).
+DAYTONA_SANDBOX_PREFIX = env("DAYTONA_SANDBOX_PREFIX", default="omoi")
+DAYTONA_AUTO_STOP_MINUTES = env.int("DAYTONA_AUTO_STOP_MINUTES", default=15)
+DAYTONA_NETWORK_BLOCK_ALL = env.bool("DAYTONA_NETWORK_BLOCK_ALL", default=True)
+# The reaper leaves sandboxes younger than this alone (their run may not have recorded them yet).
+DAYTONA_REAP_GRACE_S = env.int("DAYTONA_REAP_GRACE_S", default=900)
 
 # --- GitHub ---------------------------------------------------------------------------------
 GITHUB_TOKEN = env("GITHUB_TOKEN", default="")
@@ -283,6 +294,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The filesystem transport has no host; kombu warns about that on every connection.
         "kombu.connection": {"level": "ERROR"},
+        # httpx logs every request at INFO; the Daytona SDK moves files with it, several per turn.
+        "httpx": {"level": "WARNING"},
     },
 }
 

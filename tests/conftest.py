@@ -8,6 +8,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory, UserFactory
+from tests.support.fake_daytona import FakeDaytona
 from tests.worker import WorkerProcess, purge_broker
 
 # The suite also runs where bubblewrap is missing (commands then run unconfined, as on a DEBUG
@@ -157,3 +158,23 @@ def capture_sends(django_capture_on_commit_callbacks, monkeypatch):
                 yield sent
 
     return capture
+
+
+@pytest.fixture
+def fake_daytona(tmp_path, settings):
+    """A local server that answers like Daytona, with the settings pointing at it: the Daytona
+    provider then runs through the real SDK against it. `fake_daytona.worker_env()` gives a worker
+    process the same (OMOI_SANDBOX_PROVIDER=daytona, DAYTONA_API_URL, DAYTONA_API_KEY)."""
+    from sandboxes.providers.daytona import reset_clients
+
+    with FakeDaytona(tmp_path / "fake-daytona") as fake:
+        settings.DAYTONA_API_URL = fake.api_url
+        settings.DAYTONA_API_KEY = fake.api_key
+        settings.DAYTONA_TARGET = "us"
+        settings.DAYTONA_SNAPSHOT = ""
+        settings.DAYTONA_IMAGE = ""
+        settings.DAYTONA_SANDBOX_PREFIX = "omoi"
+        settings.DAYTONA_NETWORK_BLOCK_ALL = True
+        reset_clients()
+        yield fake
+        reset_clients()

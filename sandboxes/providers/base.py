@@ -19,7 +19,11 @@ class SandboxUnavailable(Exception):
 
 
 class SandboxGone(Exception):
-    """A sandbox's workspace no longer exists (released, or its machine was lost)."""
+    """A sandbox's workspace no longer exists (released, or its machine was lost). Transient for
+    the step that meets it (omoi.retry): its next attempt finds the sandbox gone when it reopens
+    it, marks it lost and starts the work again in a new one."""
+
+    transient = True
 
 
 @dataclass
@@ -41,6 +45,12 @@ class SandboxProvider(Protocol):
     name: str
     # True when commands run behind a real boundary (bubblewrap, a remote machine).
     confined: bool
+    # True for a provider whose sandboxes live off the workers (Daytona):
+    # their rows name no node, so any worker may run their steps, and the reconciler reaps the
+    # provider's sandboxes that no live row holds (`reap(keep=...)`, with each live row's
+    # external_id and `sandbox_name(row)`, the name an acquire that has not recorded its id yet
+    # gave it).
+    remote: bool
 
     def describe(self) -> str:
         """One line for the CLI: what isolates commands, or that nothing does and why."""
@@ -75,8 +85,9 @@ class SandboxProvider(Protocol):
         ...
 
     def reap(self, *, keep: set[str]) -> list[str]:
-        """Remove this provider's sandboxes (labelled as Omoi's) whose external id is not in `keep`;
-        returns the ids removed."""
+        """Remove this provider's sandboxes (labelled as Omoi's) that no live row holds: for the
+        local provider `keep` holds the live rows' ids, for a remote one their external ids and
+        names. Returns what was removed."""
         ...
 
 
@@ -91,11 +102,11 @@ def get_sandbox_provider(name: str | None = None) -> SandboxProvider:
         if not settings.DAYTONA_API_KEY:
             raise SandboxUnavailable(
                 "OMOI_SANDBOX_PROVIDER is 'daytona' but Daytona is not configured: set DAYTONA_API_KEY "
-                "(and DAYTONA_API_URL), or use OMOI_SANDBOX_PROVIDER=local"
+                "(and DAYTONA_API_URL for a Daytona other than app.daytona.io), or use OMOI_SANDBOX_PROVIDER=local"
             )
-        raise SandboxUnavailable(
-            "the Daytona sandbox provider is not available in this version; use OMOI_SANDBOX_PROVIDER=local"
-        )
+        from sandboxes.providers.daytona import DaytonaSandboxProvider
+
+        return DaytonaSandboxProvider()
     raise SandboxUnavailable(f"unknown OMOI_SANDBOX_PROVIDER {name!r}: use 'local' or 'daytona'")
 
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from django.conf import settings
 
 from omoi.faults import fault_point
+from sandboxes.fstools import tail_text
 from sandboxes.workspace import MAX_OUTPUT_CHARS, SYSTEM_PATH_DIRS, CommandRefused, CommandResult
 
 WORKSPACE_MOUNT = "/workspace"
@@ -808,10 +809,7 @@ class _TailReader(threading.Thread):
                     del self.buffer[: len(self.buffer) - self.limit]
 
     def text(self) -> str:
-        data = bytes(self.buffer[-self.limit :])
-        omitted = self.total - len(data)
-        text = data.decode("utf-8", errors="replace")
-        return f"… [{omitted} earlier bytes omitted]\n{text}" if omitted > 0 else text
+        return tail_text(bytes(self.buffer[-self.limit :]), self.total)
 
 
 def _kill_group(pgid: int) -> None:

@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from sandboxes.fstools import DirectoryTools
 from sandboxes.git import GitError, clone, git_run, resolve_ref
 from sandboxes.providers.base import SandboxGone, SetupOutcome
 from sandboxes.providers.confinement import (
@@ -47,31 +49,15 @@ from sandboxes.providers.confinement import (
     unconfined_allowed,
 )
 from sandboxes.workspace import (
-    BINARY_SNIFF_BYTES,
-    MAX_LIST_ENTRIES,
-    MAX_SEARCH_FILE_BYTES,
-    SKIPPED_DIRS,
     SYSTEM_PATH_DIRS,
-    UNLISTED_DIRS,
     WORKSPACE_GIT_OPTIONS,
     CommandRefused,
     CommandResult,
-    PathRefused,
     WorkspaceError,
-    apply_edit,
     check_command,
-    check_edit,
     check_extra_environment,
     clamp_timeout,
     command_environment,
-    compile_pattern,
-    encode_content,
-    is_binary,
-    listing_text,
-    read_lines_text,
-    search_lines,
-    search_text,
-    write_text,
 )
 
 if TYPE_CHECKING:
@@ -84,17 +70,10 @@ SETUP_CACHE_DIR = ".setup-cache"
 SETUP_CACHE_MAX_ENTRIES = 10_000
 
 
-def _is_binary(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return is_binary(handle.read(BINARY_SNIFF_BYTES))
-    except OSError:
-        return True
-
-
-class LocalWorkspace:
-    """One sandbox directory: the tools act on it from the host, commands run behind the boundary
-    this process probed (bubblewrap, or nothing on a machine without it, which `confined` says).
+class LocalWorkspace(DirectoryTools):
+    """One sandbox directory: the file tools (DirectoryTools', the code a remote sandbox runs too)
+    act on it from the host, commands run behind the boundary this process probed (bubblewrap, or
+    nothing on a machine without it, which `confined` says).
 
     `home` is the commands' HOME (by default the sibling `<root>.home`); `read_only_paths` are host
     directories commands see read-only at the same path (the source repository's objects);
@@ -110,7 +89,7 @@ class LocalWorkspace:
         read_only_paths: list[Path | str] | tuple[Path | str, ...] = (),
         network_allowed: bool = False,
     ) -> None:
-        self.root = Path(os.path.realpath(root))
+        super().__init__(root)
         self.home = Path(home) if home is not None else self.root.parent / f"{self.root.name}.home"
         self.path_dirs = path_dirs
         self.extra_env = check_extra_environment(extra_env)
@@ -129,145 +108,9 @@ class LocalWorkspace:
     def confined(self) -> bool:
         return self.probe.confined
 
-    # --- paths --------------------------------------------------------------------------
-
-    def resolve(self, path: str, *, write: bool = False) -> Path:
-        """The real path `path` names, which must lie inside the workspace (and, for a write,
-        outside .git); otherwise PathRefused. Inside a confined command the workspace is
-        /workspace, so that prefix names the workspace too."""
-        if not isinstance(path, str):
-            raise WorkspaceError("path must be a string")
-        if "\x00" in path:
-            raise PathRefused("the path contains a NUL byte")
-        text = path.strip() or "."
-        if self.confined and (text == WORKSPACE_MOUNT or text.startswith(WORKSPACE_MOUNT + "/")):
-            text = "." + text[len(WORKSPACE_MOUNT) :]
-        candidate = Path(text)
-        target = candidate if candidate.is_absolute() else self.root / candidate
-        resolved = Path(os.path.realpath(target))
-        if resolved != self.root and self.root not in resolved.parents:
-            raise PathRefused(f"{path!r} is outside the workspace; use paths relative to the repository root")
-        if write and ".git" in resolved.relative_to(self.root).parts:
-            raise PathRefused(f"{path!r} is inside .git; writing there is not allowed")
-        return resolved
-
-    def relative(self, resolved: Path) -> str:
-        rel = resolved.relative_to(self.root).as_posix()
-        return rel or "."
-
-    def display_path(self, path: str) -> str:
-        return self.relative(self.resolve(path))
-
-    # --- file tools ---------------------------------------------------------------------
-
-    def list_files(self, path: str = ".") -> str:
-        base = self.resolve(path)
-        if not base.exists():
-            raise WorkspaceError(f"no such directory: {path}")
-        if not base.is_dir():
-            return self.relative(base)
-        entries: list[str] = []
-        more = 0
-        for current, dirnames, filenames in os.walk(base):
-            current_path = Path(current)
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-            names = [(d, True) for d in dirnames] + [(f, False) for f in sorted(filenames)]
-            for name, is_dir in sorted(names):
-                full = current_path / name
-                if len(entries) >= MAX_LIST_ENTRIES:
-                    more += 1
-                    continue
-                rel = full.relative_to(self.root).as_posix()
-                if full.is_symlink():
-                    entries.append(f"{rel}@")
-                elif is_dir:
-                    entries.append(f"{rel}/")
-                else:
-                    entries.append(rel)
-            dirnames[:] = [d for d in dirnames if d not in UNLISTED_DIRS and not (current_path / d).is_symlink()]
-            if more > 10 * MAX_LIST_ENTRIES:
-                break
-        return listing_text(entries, more=more, base=self.relative(base))
-
-    def read_file(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
-        target = self.resolve(path)
-        if not target.exists():
-            raise WorkspaceError(f"no such file: {path}")
-        if target.is_dir():
-            raise WorkspaceError(f"{path} is a directory; use list_files")
-        if _is_binary(target):
-            raise WorkspaceError(f"{path} is a binary file")
-        with target.open("r", encoding="utf-8", errors="replace", newline=None) as handle:
-            return read_lines_text(
-                handle, shown_path=self.relative(target), asked_path=path, start_line=start_line, end_line=end_line
-            )
-
-    def write_file(self, path: str, content: str) -> str:
-        data = encode_content(content)
-        target = self.resolve(path, write=True)
-        if target.is_dir():
-            raise WorkspaceError(f"{path} is a directory")
-        existed = target.exists()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        return write_text(shown_path=self.relative(target), content=content, size=len(data), existed=existed)
-
-    def edit_file(self, path: str, old: str, new: str) -> str:
-        check_edit(old, new)
-        target = self.resolve(path, write=True)
-        if not target.is_file():
-            raise WorkspaceError(f"no such file: {path}")
-        try:
-            text = target.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise WorkspaceError(f"{path} is not a UTF-8 text file") from exc
-        changed, message = apply_edit(text, old, new, asked_path=path, shown_path=self.relative(target))
-        target.write_bytes(encode_content(changed))
-        return message
-
-    def search(self, pattern: str, path: str = ".") -> str:
-        regex = compile_pattern(pattern)
-        base = self.resolve(path)
-        if not base.exists():
-            raise WorkspaceError(f"no such file or directory: {path}")
-        matches: list[str] = []
-        complete = True
-        for file in self._search_files(base):
-            try:
-                with file.open("r", encoding="utf-8", errors="replace") as handle:
-                    complete = search_lines(regex, shown_path=self.relative(file), lines=handle, matches=matches)
-            except OSError:
-                continue
-            if not complete:
-                break
-        return search_text(matches, complete=complete, pattern=pattern, base=self.relative(base))
-
-    def _search_files(self, base: Path):
-        if base.is_file():
-            candidates = [base]
-        else:
-            candidates = []
-            for current, dirnames, filenames in os.walk(base):
-                dirnames[:] = sorted(
-                    d
-                    for d in dirnames
-                    if d not in SKIPPED_DIRS and d not in UNLISTED_DIRS and not (Path(current) / d).is_symlink()
-                )
-                candidates.extend(Path(current) / name for name in sorted(filenames))
-        for file in candidates:
-            if file.is_symlink():
-                try:
-                    self.resolve(str(file))
-                except PathRefused:
-                    continue
-            try:
-                if not file.is_file() or file.stat().st_size > MAX_SEARCH_FILE_BYTES:
-                    continue
-            except OSError:
-                continue
-            if _is_binary(file):
-                continue
-            yield file
+    def root_alias(self) -> str | None:
+        """Inside a confined command the workspace is /workspace, so that prefix names it too."""
+        return WORKSPACE_MOUNT if self.confined else None
 
     # --- commands -----------------------------------------------------------------------
 
@@ -379,9 +222,10 @@ class LocalWorkspace:
             descriptor = os.open(target, flags)
         except OSError as exc:
             raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise WorkspaceError(f"{path} is not a regular file")
         with os.fdopen(descriptor, "rb") as handle:
-            if not os.path.isfile(f"/proc/self/fd/{descriptor}") and not Path(target).is_file():
-                raise WorkspaceError(f"{path} is not a regular file")
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise WorkspaceError(f"{path} is larger than {limit} bytes")
@@ -599,6 +443,8 @@ def source_objects(source: str) -> list[Path]:
 
 class LocalSandboxProvider:
     name = "local"
+    # Workspaces live on one worker's disk: their rows name the node, whose queue runs their steps.
+    remote = False
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root or settings.OMOI_SANDBOX_ROOT)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omoi.nodes import current_node, nodes_alive
 from sandboxes.models import LIVE_SANDBOX_STATUSES, AgentRun, AgentRunStatus, Sandbox, SandboxStatus
-from sandboxes.providers import SandboxGone, get_sandbox_provider
+from sandboxes.providers import SandboxGone, SandboxUnavailable, get_sandbox_provider
 from sandboxes.providers.confinement import unconfined_allowed
 from sandboxes.services.events import event_record, truncate_text
 from sandboxes.workspace import Workspace
@@ -159,13 +160,18 @@ def sandbox_acquire(
             )
         raise
     with transaction.atomic():
+        # A remote provider's id of the sandbox (Daytona's), so that every later step finds it by
+        # id and the reaper knows it is held.
+        external_id = str(getattr(workspace, "external_id", "") or "")
         Sandbox.objects.filter(pk=sandbox.pk).update(
             status=SandboxStatus.READY,
             workspace_path=str(getattr(workspace, "root", "")),
+            external_id=external_id,
             last_activity_at=timezone.now(),
             updated_at=timezone.now(),
         )
         sandbox.status = SandboxStatus.READY
+        sandbox.external_id = external_id
         event_record(
             type="sandbox.acquired",
             payload={
@@ -207,6 +213,15 @@ def sandbox_workspace(*, sandbox_id: int) -> Workspace:
     workspace = get_sandbox_provider(sandbox.provider).attach(sandbox=sandbox)
     Sandbox.objects.filter(pk=sandbox_id).update(last_activity_at=timezone.now())
     return workspace
+
+
+def sandbox_touch(*, sandbox_id: int) -> None:
+    """Record activity on a sandbox a run is using (every agent turn): the provider's auto-stop
+    (Daytona's) counts from now, not from the last command, so a model that thinks for minutes
+    does not find its sandbox stopped. Raises SandboxGone when the provider no longer has it."""
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    get_sandbox_provider(sandbox.provider).touch(sandbox=sandbox)
+    Sandbox.objects.filter(pk=sandbox_id).update(last_activity_at=timezone.now())
 
 
 def sandbox_release(*, sandbox_id: int) -> Sandbox:
@@ -256,6 +271,35 @@ def sandboxes_of_dead_nodes(dead: set[str]) -> int:
         _mark_lost(sandbox, f"worker {sandbox.node} stopped")
         lost += 1
     return lost
+
+
+def remote_sandboxes_reap() -> int:
+    """Reconciler repair: each remote provider in use (the configured one, and any a live row
+    names) deletes its sandboxes that no live row holds, known by their external id or, for a
+    row whose acquire has not recorded one yet, by their name. A provider that cannot be reached
+    now is tried again next pass. Returns how many were deleted."""
+    live = Sandbox.objects.filter(status__in=LIVE_SANDBOX_STATUSES)
+    names = {settings.OMOI_SANDBOX_PROVIDER, *live.values_list("provider", flat=True).distinct()}
+    removed = 0
+    for name in sorted(names):
+        try:
+            provider = get_sandbox_provider(name)
+        except SandboxUnavailable:
+            continue
+        if not getattr(provider, "remote", False):
+            continue
+        rows = list(live.filter(provider=name).only("pk", "external_id"))
+        keep = {row.external_id for row in rows if row.external_id}
+        keep |= {provider.sandbox_name(row) for row in rows}
+        try:
+            reaped = provider.reap(keep=keep)
+        except Exception:  # the provider's API is down: the next pass tries again
+            logger.warning("reaping %s sandboxes failed", name, exc_info=True)
+            continue
+        if reaped:
+            logger.info("reaped %d %s sandboxes that no run holds: %s", len(reaped), name, ", ".join(reaped))
+        removed += len(reaped)
+    return removed
 
 
 def local_sandboxes_reap(node: str) -> None:

@@ -76,9 +76,7 @@ def test_an_unconfined_sandbox_says_so_on_acquire(git_repo, sandbox_root, settin
     settings.OMOI_SANDBOX_CONFINEMENT = "none"
     spec = SpecFactory()
 
-    sandbox, workspace = sandbox_acquire(
-        spec_id=spec.pk, task_id=None, repository=str(git_repo), base_ref="main", branch="omoi/x"
-    )
+    sandbox, workspace = sandbox_acquire(spec_id=spec.pk, source=str(git_repo), ref="main", branch="omoi/x")
 
     events = {event.type: event.payload for event in SandboxEvent.objects.filter(spec=spec)}
     assert events["sandbox.acquired"]["confined"] is False
@@ -96,7 +94,7 @@ def test_a_confined_sandbox_records_no_unconfined_event(git_repo, sandbox_root, 
         pytest.skip(f"bubblewrap does not work here: {confinement_probe().reason}")
     spec = SpecFactory()
 
-    sandbox_acquire(spec_id=spec.pk, task_id=None, repository=str(git_repo), base_ref="main", branch="omoi/y")
+    sandbox_acquire(spec_id=spec.pk, source=str(git_repo), ref="main", branch="omoi/y")
 
     assert list(SandboxEvent.objects.filter(spec=spec).values_list("type", "payload__confined")) == [
         ("sandbox.acquired", True)

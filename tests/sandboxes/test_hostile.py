@@ -275,9 +275,7 @@ def test_through_the_agent_loop_every_attempt_is_refused_or_contained_and_record
     git_repo, sandbox_root, replay_script, worker_process
 ):
     spec = SpecFactory()
-    sandbox, workspace = sandbox_acquire(
-        spec_id=spec.pk, task_id=None, repository=str(git_repo), base_ref="main", branch="omoi/hostile"
-    )
+    sandbox, workspace = sandbox_acquire(spec_id=spec.pk, source=str(git_repo), ref="main", branch="omoi/hostile")
     connect = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 5432), 3)'"
     attempts = [
         {"tool": "run_command", "input": {"command": "cat /etc/shadow"}},
@@ -302,8 +300,7 @@ def test_through_the_agent_loop_every_attempt_is_refused_or_contained_and_record
     )  # fmt: skip
 
     outcome = agent_turn_run(
-        run_id=run.pk,
-        expected_turn=0,
+        run=run,
         workspace=workspace,
         tools=EXECUTION_TOOLS,
         terminal_tools={"finish"},

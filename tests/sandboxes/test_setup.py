@@ -10,7 +10,7 @@ import pytest
 from sandboxes.models import Sandbox, SandboxEvent, SandboxStatus
 from sandboxes.services.sandbox import sandbox_acquire
 from sandboxes.services.setup import SetupFailed, sandbox_setup_run
-from tests.factories import SpecFactory
+from tests.factories import SpecFactory, TicketFactory
 from tests.sandboxes.conftest import git
 
 pytestmark = pytest.mark.django_db
@@ -58,10 +58,10 @@ def python_repo(git_repo):
     return git_repo
 
 
-def acquire(spec, repo, branch):
-    sandbox, workspace = sandbox_acquire(
-        spec_id=spec.pk, task_id=None, repository=str(repo), base_ref="main", branch=branch
-    )
+def acquire(spec, repo, branch, *, ref="main"):
+    """A new ticket of the spec and its sandbox (one sandbox per ticket)."""
+    ticket = TicketFactory(spec=spec, project=spec.project, user=spec.user)
+    sandbox, workspace = sandbox_acquire(spec_id=spec.pk, ticket_id=ticket.pk, source=str(repo), ref=ref, branch=branch)
     return sandbox, workspace
 
 
@@ -127,9 +127,7 @@ def test_a_changed_dependency_manifest_runs_the_setup_again(python_repo, sandbox
     (python_repo / "requirements.txt").write_text("leftpad-py==0.1\nrequests==2.32.3\n")
     git("add", "-A", cwd=python_repo)
     git("commit", "--quiet", "-m", "a dependency", cwd=python_repo)
-    sandbox, workspace = sandbox_acquire(
-        spec_id=spec.pk, task_id=None, repository=str(python_repo), base_ref="deps", branch="omoi/b"
-    )
+    sandbox, workspace = acquire(spec, python_repo, "omoi/b", ref="deps")
 
     outcome = sandbox_setup_run(sandbox_id=sandbox.pk, command="echo installed", cache_key="spec")
 

@@ -22,7 +22,7 @@ from sandboxes.services.agent import (
     agent_turn_run,
     pending_terminal_call,
 )
-from sandboxes.services.sandbox import sandbox_acquire, sandbox_live
+from sandboxes.services.sandbox import sandbox_acquire, sandbox_live, sandbox_touch
 from sandboxes.services.setup import SetupFailed, sandbox_setup_ensure
 from sandboxes.tools import EXECUTION_TOOLS
 from sandboxes.workspace import CommandRefused, Workspace
@@ -207,7 +207,10 @@ def pending_finish(run: AgentRun) -> dict[str, Any] | None:
 
 def run_turn(*, run: AgentRun, task: Task, workspace, held: Held):
     """One model turn of the task's run (the caller holds the ticket's lease), charged to the task's
-    accounts."""
+    accounts. The sandbox is touched first, so a provider's auto-stop (Daytona's) counts from this
+    turn."""
+    if run.sandbox_id:
+        sandbox_touch(sandbox_id=run.sandbox_id)
     return agent_turn_run(
         accounts=task_accounts(task),
         run=run,

@@ -257,8 +257,8 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
         spec = self.get_object()
         if request.method == "GET":
-            messages = QueuedMessage.objects.filter(spec=spec, task__isnull=True).order_by("id")
-            return Response(QueuedMessageSerializer(messages, many=True).data)
+            page = self.paginate_queryset(QueuedMessage.objects.filter(spec=spec, task__isnull=True).order_by("id"))
+            return self.get_paginated_response(QueuedMessageSerializer(page, many=True).data)
         serializer = MessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

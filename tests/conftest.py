@@ -38,6 +38,7 @@ def fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
 def no_lease_held_across_tests():
     """A claimed lease answers for its object in its thread until the step ends (omoi.leases); a
     test that claims one directly must not leave it answering in the tests that follow."""

@@ -75,7 +75,17 @@ class ProjectAdminForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = ["name", "owner", "members", "repository", "default_branch", "github_repo", "test_command"]
+        fields = [
+            "name",
+            "owner",
+            "members",
+            "repository",
+            "default_branch",
+            "github_repo",
+            "test_command",
+            "setup_command",
+            "network_allowed",
+        ]
 
     def clean_default_branch(self) -> str:
         try:

@@ -323,8 +323,8 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
 
         task = self.get_object()
         if request.method == "GET":
-            messages = QueuedMessage.objects.filter(task=task).order_by("id")
-            return Response(QueuedMessageSerializer(messages, many=True).data)
+            page = self.paginate_queryset(QueuedMessage.objects.filter(task=task).order_by("id"))
+            return self.get_paginated_response(QueuedMessageSerializer(page, many=True).data)
         serializer = MessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

@@ -26,6 +26,7 @@ def test_an_idea_becomes_a_pull_request_with_each_unit_of_work_done_once(
     settings.GITHUB_API_URL = fake_github.url
     settings.OMOI_LLM_PROVIDER = "replay"
     settings.OMOI_REPLAY_SCRIPT = write_script(tmp_path, sample_script())
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
 
     launched = api.post(
@@ -63,7 +64,7 @@ def test_an_idea_becomes_a_pull_request_with_each_unit_of_work_done_once(
 
     # The pushed branch holds each task's commit once and a merge per ticket, and its tests pass.
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(subjects) == len(set(subjects)) == 3, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()

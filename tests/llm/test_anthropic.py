@@ -61,9 +61,15 @@ def test_a_tool_use_turn_is_returned_as_plain_blocks_with_its_usage_and_cost(db,
     assert request["body"] == {
         "model": "claude-sonnet-4-6",
         "max_tokens": 1024,
-        "system": "You explore repositories.",
-        "messages": [{"role": "user", "content": "Look at README.md"}],
-        "tools": [READ_FILE],
+        # The system prompt, the tools and the newest block carry cache breakpoints.
+        "system": [{"type": "text", "text": "You explore repositories.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Look at README.md", "cache_control": {"type": "ephemeral"}}],
+            }
+        ],
+        "tools": [{**READ_FILE, "cache_control": {"type": "ephemeral"}}],
     }
     # The provider records nothing itself: the turn that keeps this answer records its usage, once.
     assert not LLMUsage.objects.exists()
@@ -108,7 +114,9 @@ def test_an_end_turn_answer_is_text(db, claude, messages_api):
     assert messages_api.requests[0]["body"] == {
         "model": "claude-sonnet-4-6",
         "max_tokens": 50,
-        "messages": [{"role": "user", "content": "Say done"}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say done", "cache_control": {"type": "ephemeral"}}]}
+        ],
     }
     usage = response.usage
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (7, 3, 0)

@@ -106,12 +106,12 @@ def test_pages_render_with_workflow_fields_read_only(admin_client_, project):
 
 
 def test_the_project_form_takes_setup_command_and_network_allowed_with_the_test_commands_validation(
-    admin_client_, project
+    admin_client_, project, local_repository
 ):
     form = {
         "name": project.name,
         "owner": project.owner_id,
-        "repository": project.repository,
+        "repository": str(local_repository),
         "default_branch": "main",
         "github_repo": "",
         "test_command": "pytest -q",

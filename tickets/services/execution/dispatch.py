@@ -69,7 +69,7 @@ def ticket_give_up(ticket_id: int, error: str) -> None:
     from tickets.services.execution.outcomes import task_give_up, ticket_block_for
 
     running = Task.objects.filter(ticket_id=ticket_id, status=TaskStatus.RUNNING).values_list("pk", flat=True).first()
-    reason = f"the ticket's step failed: {error}"
+    reason = f"the ticket's step kept failing: {error}"
     if running is None or not task_give_up(task_id=running, reason=reason, blocked=BlockedReason.ENVIRONMENT):
         ticket_block_for(ticket_id=ticket_id, blocked=BlockedReason.ENVIRONMENT, message=reason)
     # Like every task the host gives up on, the blocked ticket holds no sandbox (after the commit).
@@ -135,6 +135,7 @@ def ticket_step(*, ticket_id: int) -> str:
     if held is None:
         return "held"
     try:
+        _sandbox_here_or_nowhere(ticket_id)
         with held.heartbeat():
             return _advance(ticket_id=ticket_id, held=held)
     except LeaseLost:
@@ -152,6 +153,21 @@ def ticket_step(*, ticket_id: int) -> str:
         return f"failed:{outcome}"
     finally:
         held.release_local()
+
+
+def _sandbox_here_or_nowhere(ticket_id: int) -> None:
+    """A step that landed on a worker other than the living one holding the ticket's local
+    sandbox goes there (SandboxElsewhere), before it does anything."""
+    from omoi.nodes import current_node, nodes_alive
+
+    node = (
+        Sandbox.objects.filter(ticket_id=ticket_id, status__in=LIVE_SANDBOX_STATUSES)
+        .exclude(node="")
+        .values_list("node", flat=True)
+        .first()
+    )
+    if node and node != current_node() and node in nodes_alive():
+        raise SandboxElsewhere(node)
 
 
 def _advance(*, ticket_id: int, held: Held) -> str:

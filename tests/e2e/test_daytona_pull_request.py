@@ -91,6 +91,7 @@ def test_an_idea_becomes_a_pull_request_with_daytona_sandboxes(
     start_worker, api, user, sample_repository, fake_github, fake_daytona, daytona_env, tmp_path
 ):
     worker = start_worker(env=daytona_env)
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command="")
     spec_id = launch(api, project, require_approval=True)
 
@@ -127,7 +128,7 @@ def test_an_idea_becomes_a_pull_request_with_daytona_sandboxes(
 
     # The spec branch was pushed to the project's repository and its tests really pass.
     checkout = tmp_path / "checkout"
-    git.clone(str(sample_repository), checkout, branch=spec.branch_name)
+    git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     log = git.git_run("log", "--format=%s", "origin/main..HEAD", cwd=checkout)
     assert "TSK-001: " in log and "TSK-002: " in log
     tests = subprocess.run(
@@ -142,6 +143,7 @@ def test_a_worker_killed_holding_a_daytona_sandbox_finds_it_again(
 ):
     faults = tmp_path / "faults"
     env = {**daytona_env, "OMOI_LEASE_S": "3", "OMOI_FAULTS": "sandbox.command", "OMOI_FAULTS_DIR": str(faults)}
+    fake_github.git.seed("acme/textkit", sample_repository)
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
     spec_id = launch(api, project, require_approval=False)
 

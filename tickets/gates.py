@@ -157,10 +157,16 @@ class GateOutcome:
 
 def gate_check(*, ticket: Ticket, phase: str) -> GateOutcome:
     """Evaluate the exit gate of `phase` for `ticket` against the database as it is now. Reads only."""
+    tasks = list(Task.objects.filter(ticket=ticket, phase=phase).order_by("id"))
+    artifacts = list(PhaseGateArtifact.objects.filter(ticket=ticket, phase=phase).order_by("id"))
+    return gate_judge(phase=phase, tasks=tasks, artifacts=artifacts)
+
+
+def gate_judge(*, phase: str, tasks: list[Task], artifacts: list[PhaseGateArtifact]) -> GateOutcome:
+    """The exit gate of `phase` judged on the phase's tasks and artifacts (in id order): the one
+    rule gate_check and the bulk moves share."""
     gate = gate_for(phase)
     reasons: list[str] = []
-
-    tasks = list(Task.objects.filter(ticket=ticket, phase=phase).order_by("id"))
     unfinished = [task for task in tasks if task.status in UNFINISHED_TASK_STATUSES]
     if gate.get("tasks_completed", True):
         for task in unfinished:
@@ -171,7 +177,7 @@ def gate_check(*, ticket: Ticket, phase: str) -> GateOutcome:
                 reasons.append(f"task {task.task_type} (#{task.pk}) is {task.status}, not completed")
 
     latest: dict[str, PhaseGateArtifact] = {}
-    for artifact in PhaseGateArtifact.objects.filter(ticket=ticket, phase=phase).order_by("id"):
+    for artifact in artifacts:
         latest[artifact.artifact_type] = artifact
     artifact_details: dict[str, Any] = {}
     missing: list[str] = []

@@ -145,4 +145,13 @@ def get_provider(name: str | None = None) -> LLMProvider:
         from omoi.llm.anthropic import AnthropicProvider
 
         return AnthropicProvider.from_settings()
+    if ":" in name:
+        # "package.module:Class", a provider of one's own (a benchmark's instrumented replay).
+        import importlib
+
+        module, _, attribute = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute).from_settings()
+        except (ImportError, AttributeError) as exc:
+            raise LLMError(f"OMOI_LLM_PROVIDER {name!r} cannot be loaded: {exc}") from exc
     raise LLMError(f"unknown OMOI_LLM_PROVIDER {name!r}: use 'anthropic' or 'replay'")

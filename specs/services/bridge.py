@@ -18,7 +18,7 @@ from specs.models import Spec, SpecPhase, SpecStatus, SpecTaskDependency
 from specs.services.planning import spec_transition
 from tickets.models import Phase, PhaseHistory, Ticket, TicketDependency
 from tickets.services import repository
-from tickets.services.transitions import tickets_start
+from tickets.services.transitions import FastForwardRefused, tickets_fast_forward_planned, tickets_start
 
 
 class SpecNotExecutable(Exception):
@@ -94,11 +94,14 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
             payload={"tickets": len(tickets), "branch": branch, "actor": actor},
             spec_id=spec.pk,
         )
-        tickets_start(
-            ticket_ids=[tickets[spec_task.pk] for spec_task in spec_tasks],
-            actor=actor,
-            reason=f"planned in spec {spec.pk}",
-        )
+        ids = [tickets[spec_task.pk] for spec_task in spec_tasks]
+        try:
+            # The planned documents of REQUIREMENTS and DESIGN are taken from the spec here, in bulk,
+            # so a ticket's first step starts its first agent task at once.
+            with transaction.atomic():
+                tickets_fast_forward_planned(ticket_ids=ids, actor=actor, reason=f"planned in spec {spec.pk}")
+        except FastForwardRefused:
+            tickets_start(ticket_ids=ids, actor=actor, reason=f"planned in spec {spec.pk}")
     return spec
 
 

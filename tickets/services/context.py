@@ -43,6 +43,11 @@ def phase_context_build(*, ticket: Ticket, phase: str) -> dict[str, Any]:
     and the artifacts collected in the phase (by reference; their content stays in their rows)."""
     tasks = list(Task.objects.filter(ticket=ticket, phase=phase).order_by("id"))
     artifacts = list(PhaseGateArtifact.objects.filter(ticket=ticket, phase=phase).order_by("id"))
+    return phase_context_of(tasks=tasks, artifacts=artifacts)
+
+
+def phase_context_of(*, tasks: list[Task], artifacts: list[PhaseGateArtifact]) -> dict[str, Any]:
+    """The aggregate of one phase from its tasks and artifacts (in id order)."""
     decisions: list[str] = []
     risks: list[str] = []
     summaries: list[str] = []
@@ -94,10 +99,13 @@ def context_summary_build(context: dict[str, Any], *, limit: int = CONTEXT_SUMMA
     return _clip("\n\n".join(blocks), limit)
 
 
-def context_aggregate(*, ticket: Ticket, phase: str, blocked: dict[str, str] | None = None) -> None:
+def context_aggregate(
+    *, ticket: Ticket, phase: str, blocked: dict[str, str] | None = None, entry: dict[str, Any] | None = None
+) -> None:
     """Fold `phase`'s results into the (locked) ticket in memory; the caller saves it with
-    update_fields ["context", "context_summary", "context_updated_at"]."""
-    entry = phase_context_build(ticket=ticket, phase=phase)
+    update_fields ["context", "context_summary", "context_updated_at"]. `entry`: the phase's
+    aggregate when the caller built it already (a bulk move)."""
+    entry = entry if entry is not None else phase_context_build(ticket=ticket, phase=phase)
     if blocked:
         entry["blocked"] = blocked
     ticket.context = storable_json({**(ticket.context or {}), phase: entry})

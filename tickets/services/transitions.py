@@ -304,3 +304,150 @@ def tickets_start(*, ticket_ids: list[int], actor: str, reason: str = "started")
     )
     work_enqueue_many(kind=KIND, object_ids=[i for i in ids if i not in waiting], queue="execution")
     return ids
+
+
+def tickets_fast_forward_planned(*, ticket_ids: list[int], actor: str, reason: str = "planned") -> list[int]:
+    """New spec tickets straight to IMPLEMENTATION, in a fixed number of statements: the bridge's
+    fast path. Their REQUIREMENTS and DESIGN work is only documents copied from the spec's plan,
+    so each such task is created completed with its document (the planner did that work), and each
+    move BACKLOG → REQUIREMENTS → DESIGN → IMPLEMENTATION is the one ticket_transition makes —
+    the table checked, each left phase's gate judged by the same rule (gate_judge) and stored, its
+    context aggregated, its history written, the entered phase's tasks made from templates, its
+    events recorded — done for all tickets at once. A ticket whose gate would not pass is left in
+    BACKLOG for the step-by-step path (tickets_start). Returns the tickets moved."""
+    from omoi.leases import work_enqueue_many
+    from tickets.gates import gate_judge
+    from tickets.models import GateStatus, PhaseGateResult, TicketDependency
+    from tickets.services.context import phase_context_of
+    from tickets.services.execution.dispatch import KIND
+    from tickets.services.execution.host_steps import PLANNED_TASK_TYPES, planned_document
+    from tickets.services.tasks import _task_fields
+    from tickets.templates import templates_for
+
+    path = [Phase.BACKLOG, Phase.REQUIREMENTS, Phase.DESIGN, Phase.IMPLEMENTATION]
+    for left, entered in zip(path, path[1:], strict=False):
+        if not can_transition(left, entered):
+            raise _refusal(left, entered)
+    tickets = list(
+        Ticket.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("spec_task", "spec", "project")
+        .prefetch_related("spec_task__requirements__criteria", "spec__requirements__criteria")
+        .filter(pk__in=ticket_ids, phase=Phase.BACKLOG, spec_task__isnull=False)
+        .order_by("id")
+    )
+    if not tickets:
+        return []
+    now = timezone.now()
+    moved = {ticket.pk: ticket for ticket in tickets}
+    history: list[PhaseHistory] = []
+    results: list[PhaseGateResult] = []
+    left_artifacts: dict[tuple[int, str], list] = {}
+    for phase in (Phase.REQUIREMENTS, Phase.DESIGN):
+        tasks: list[Task] = []
+        for ticket in moved.values():
+            for template in templates_for(phase):
+                task = Task(ticket=ticket, phase=phase, task_type=template.key, **_task_fields(template, ticket))
+                if template.key in PLANNED_TASK_TYPES:
+                    document = planned_document(task)
+                    task.status, task.attempts, task.started_at, task.completed_at = (
+                        TaskStatus.COMPLETED, 1, now, now,
+                    )  # fmt: skip
+                    task.result = {"summary": f"{document['type']} taken from the spec's plan", "artifacts": [document]}
+                tasks.append(task)
+        Task.objects.bulk_create(tasks)
+        artifacts = PhaseGateArtifact.objects.bulk_create(
+            [
+                PhaseGateArtifact(
+                    ticket=task.ticket,
+                    phase=phase,
+                    artifact_type=artifact["type"],
+                    content=artifact["content"],
+                    collected_by="planner",
+                )  # fmt: skip
+                for task in tasks
+                for artifact in task.result.get("artifacts", [])
+            ]
+        )
+        for ticket in list(moved.values()):
+            own_tasks = [task for task in tasks if task.ticket_id == ticket.pk]
+            own_artifacts = [artifact for artifact in artifacts if artifact.ticket_id == ticket.pk]
+            outcome = gate_judge(phase=phase, tasks=own_tasks, artifacts=own_artifacts)
+            if not outcome.passed:
+                raise FastForwardRefused(ticket.pk)
+            results.append(
+                PhaseGateResult(
+                    ticket=ticket,
+                    phase=phase,
+                    status=GateStatus.PASSED,
+                    blocking_reasons=[],
+                    details=outcome.details,
+                    validated_by=actor,
+                )  # fmt: skip
+            )
+            context_aggregate(
+                ticket=ticket, phase=phase, entry=phase_context_of(tasks=own_tasks, artifacts=own_artifacts)
+            )
+            left_artifacts[(ticket.pk, phase)] = [
+                {
+                    "id": artifact.pk,
+                    "phase": artifact.phase,
+                    "type": artifact.artifact_type,
+                    "path": artifact.path,
+                    "collected_by": artifact.collected_by,
+                    "collected_at": now.isoformat(),
+                }
+                for artifact in own_artifacts
+            ]
+    for ticket in moved.values():
+        for left, entered in zip(path, path[1:], strict=False):
+            history.append(
+                PhaseHistory(
+                    ticket=ticket,
+                    from_phase=left,
+                    to_phase=entered,
+                    reason=reason,
+                    actor=actor,
+                    artifacts=left_artifacts.get((ticket.pk, left), []),
+                )  # fmt: skip
+            )
+        ticket.phase, ticket.previous_phase = Phase.IMPLEMENTATION, Phase.DESIGN
+    PhaseGateResult.objects.bulk_create(results)
+    PhaseHistory.objects.bulk_create(history)
+    Ticket.objects.bulk_update(
+        list(moved.values()), ["phase", "previous_phase", "context", "context_summary", "context_updated_at"]
+    )
+    Ticket.objects.filter(pk__in=list(moved)).update(updated_at=now)
+    Task.objects.bulk_create(
+        [
+            Task(ticket=ticket, phase=Phase.IMPLEMENTATION, task_type=template.key, **_task_fields(template, ticket))
+            for ticket in moved.values()
+            for template in templates_for(Phase.IMPLEMENTATION)
+        ],
+        ignore_conflicts=True,
+    )
+    for ticket in moved.values():
+        for left, entered in zip(path, path[1:], strict=False):
+            event_record(
+                type="ticket.transitioned",
+                payload={
+                    "from_phase": left.value,
+                    "to_phase": entered.value,
+                    "reason": reason,
+                    "actor": actor,
+                    "blocked_reason": "",
+                    "blocked_message": "",
+                },
+                spec_id=ticket.spec_id,
+                ticket_id=ticket.pk,
+            )
+    waiting = set(
+        TicketDependency.objects.filter(ticket_id__in=list(moved))
+        .exclude(depends_on__phase=Phase.DONE)
+        .values_list("ticket_id", flat=True)
+    )
+    work_enqueue_many(kind=KIND, object_ids=[i for i in moved if i not in waiting], queue="execution")
+    return list(moved)
+
+
+class FastForwardRefused(Exception):
+    """A planned document did not pass its phase's gate: the tickets take the step-by-step path."""

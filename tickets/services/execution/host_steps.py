@@ -38,9 +38,8 @@ def planned_document(task: Task) -> dict[str, Any]:
     spec = ticket.spec
     header = f"# {spec_task.key}: {spec_task.title}\n\nPlanned in spec #{spec.pk} “{spec.title}”.\n"
     if task.task_type == "analyze_requirements":
-        requirements = list(spec_task.requirements.prefetch_related("criteria")) or list(
-            spec.requirements.prefetch_related("criteria")
-        )
+        # .all(): a bulk move prefetched them ("spec_task__requirements__criteria").
+        requirements = list(spec_task.requirements.all()) or list(spec.requirements.all())
         lines = [header, "## Requirements", ""]
         lines += [f"- **{r.key}** {r.title} ({r.ears_type}, {r.priority}): {r.text}" for r in requirements]
         lines += ["", "## Acceptance Criteria", ""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -22,11 +22,11 @@ MICRO = Decimal("0.000001")
 
 @dataclass(frozen=True)
 class Account:
-    """An account a call is charged to: its key, its limit (None: no limit), and its label for
-    people ("the spec", "the task", "the project today")."""
+    """An account a call is charged to: its key, its limit, and its label for people ("the spec",
+    "the task", "the project today")."""
 
     key: str
-    limit_usd: Decimal | None
+    limit_usd: Decimal
     label: str
 
 
@@ -64,9 +64,27 @@ def project_day_key(project_id: int) -> str:
 
 
 def _release(reservation: BudgetReservation) -> None:
-    for key in reservation.accounts:
+    for key in sorted(reservation.accounts):  # the lock order of budget_reserve
         BudgetAccount.objects.filter(key=key).update(reserved_usd=F("reserved_usd") - reservation.amount_usd)
     reservation.delete()
+
+
+def _lock_accounts(ordered: list[Account]) -> dict[str, BudgetAccount]:
+    """Create the accounts that do not exist yet, bring their limits up to date and lock them, in
+    one statement (the upsert takes each row's lock, in key order); then read them."""
+    table = BudgetAccount._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    rows = ", ".join(["(%s, %s, 0, 0, %s)"] * len(ordered))
+    params: list = []
+    for account in ordered:
+        params += [account.key, Decimal(account.limit_usd).quantize(MICRO), now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (key, limit_usd, spent_usd, reserved_usd, updated_at) VALUES {rows} "
+            f"ON CONFLICT (key) DO UPDATE SET limit_usd = EXCLUDED.limit_usd",
+            params,
+        )
+    return {row.key: row for row in BudgetAccount.objects.filter(key__in=[account.key for account in ordered])}
 
 
 @transaction.atomic
@@ -76,15 +94,7 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
     amount_usd = Decimal(amount_usd).quantize(MICRO)
     stale = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
     ordered = sorted(accounts, key=lambda account: account.key)  # one lock order: no deadlock
-    rows = {}
-    for account in ordered:
-        row, _ = BudgetAccount.objects.get_or_create(
-            key=account.key, defaults={"limit_usd": account.limit_usd if account.limit_usd is not None else 0}
-        )
-        rows[account.key] = row
-    locked = {
-        row.key: row for row in BudgetAccount.objects.select_for_update().filter(key__in=list(rows)).order_by("key")
-    }
+    locked = _lock_accounts(ordered)
     if stale is not None:
         for key in stale.accounts:
             if key in locked:
@@ -92,11 +102,6 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
         _release(stale)
     for account in ordered:
         row = locked[account.key]
-        if account.limit_usd is not None and row.limit_usd != account.limit_usd:
-            row.limit_usd = account.limit_usd
-            BudgetAccount.objects.filter(pk=row.pk).update(limit_usd=account.limit_usd)
-        if account.limit_usd is None:
-            continue
         if row.spent_usd + row.reserved_usd + amount_usd > row.limit_usd:
             return BudgetRefusal(
                 account=account,
@@ -105,8 +110,7 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
                 limit_usd=row.limit_usd,
                 call_usd=amount_usd,
             )
-    for account in ordered:
-        BudgetAccount.objects.filter(key=account.key).update(reserved_usd=F("reserved_usd") + amount_usd)
+    BudgetAccount.objects.filter(key__in=list(locked)).update(reserved_usd=F("reserved_usd") + amount_usd)
     BudgetReservation.objects.create(agent_run_id=run_id, accounts=[a.key for a in ordered], amount_usd=amount_usd)
     return None
 
@@ -117,7 +121,7 @@ def budget_settle(*, run_id: int, cost_usd: Decimal) -> None:
     reservation = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
     if reservation is None:
         return
-    for key in sorted(reservation.accounts):
+    for key in sorted(reservation.accounts):  # the lock order of budget_reserve
         BudgetAccount.objects.filter(key=key).update(
             reserved_usd=F("reserved_usd") - reservation.amount_usd, spent_usd=F("spent_usd") + cost_usd
         )

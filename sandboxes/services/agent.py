@@ -199,10 +199,9 @@ def agent_run_start(
             sandbox_id=sandbox_id,
             system_prompt=system_prompt,
             base_sha=base_sha,
-            message_count=0,
+            message_count=1,
         )
-        _append(run, [{"role": "user", "content": storable(first_message)}])
-        AgentRun.objects.filter(pk=run.pk).update(message_count=run.message_count)
+        AgentMessage.objects.create(run_id=run.pk, position=0, role="user", content=storable(first_message))
         event_record(
             type="agent.started",
             payload={"run": run.pk, "kind": kind, "phase": phase},

@@ -126,8 +126,11 @@ def tasks_reopen(*, ticket: Ticket, phase: str, statuses: Iterable[str]) -> list
     return reopened
 
 
-def _lock(task_id: int) -> tuple[Ticket, Task]:
-    ticket_id = Task.objects.values_list("ticket_id", flat=True).get(pk=task_id)
+def _lock(task_id: int, ticket_id: int | None = None) -> tuple[Ticket, Task]:
+    """The task and its ticket, locked (ticket first, then task). A caller that knows the task's
+    ticket passes it and saves a query."""
+    if ticket_id is None:
+        ticket_id = Task.objects.values_list("ticket_id", flat=True).get(pk=task_id)
     ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket_id)
     task = Task.objects.select_for_update(no_key=True).get(pk=task_id)
     task.ticket = ticket

@@ -222,25 +222,32 @@ def _advance(*, ticket_id: int, held: Held) -> str:
 
 
 def _start(task: Task) -> str:
-    """pending → running, when the task may still start. A planned document completes inline."""
+    """pending → running, when the task may still start, in one transaction with what follows at
+    once: a planned document completes; an agent task's run begins (its first turn is the step's
+    outside action)."""
+    from tickets.services.execution import runs
     from tickets.services.execution.host_steps import planned_complete, task_mode
     from tickets.services.execution.outcomes import task_event
     from tickets.services.tasks import _lock, task_transition
 
+    mode = task_mode(task)
+    # Where the run starts from, found before the locks (it may need this worker's mirror).
+    base_sha = runs.run_base_sha(task) if mode == "agent" else ""
     with events_batch():
-        ticket, locked = _lock(task.pk)
+        ticket, locked = _lock(task.pk, ticket_id=task.ticket_id)
         if locked.status != TaskStatus.PENDING or ticket.phase != locked.phase:
             return "stale"
         if Task.objects.filter(ticket_id=ticket.pk, status=TaskStatus.RUNNING).exists():
             return "stale"
         task_transition(task=locked, to=TaskStatus.RUNNING)
-        task.refresh_from_db(fields=["status", "attempts", "started_at"])
-        mode = task_mode(task)
+        task.status, task.attempts, task.started_at = locked.status, locked.attempts, locked.started_at
         task_event(
             task, "task.started", {"task": task.pk, "task_type": task.task_type, "phase": task.phase, "mode": mode}
         )
         if mode == "planned":
             planned_complete(task=task)
+        elif mode == "agent":
+            runs.run_begin(task=task, base_sha=base_sha)
     return mode
 
 

@@ -128,11 +128,16 @@ def ticket_workspace(*, ticket: Ticket, task: Task | None = None):
     return sandbox, workspace
 
 
-def run_begin(*, task: Task) -> AgentRun:
-    """A new conversation for a running agent task. Its base is where the ticket's branch is (what
-    the ticket's sandbox holds): the work this task's changes are measured from. The sandbox itself
-    is reached when the first tool needs it (lazy_workspace), so the model's first call does not
-    wait for a checkout."""
+def run_base_sha(task: Task) -> str:
+    """Where a new run of the task starts: where the ticket's branch is (what the ticket's sandbox
+    holds), the work this task's changes are measured from."""
+    return repository.ticket_branch_sha(ticket=task.ticket)
+
+
+def run_begin(*, task: Task, base_sha: str | None = None) -> AgentRun:
+    """A new conversation for a running agent task, from `base_sha` (run_base_sha when not given).
+    The sandbox itself is reached when the first tool needs it (lazy_workspace), so the model's
+    first call does not wait for a checkout."""
     return agent_run_start(
         kind=AgentRunKind.TASK,
         spec_id=task.ticket.spec_id,
@@ -141,7 +146,7 @@ def run_begin(*, task: Task) -> AgentRun:
         phase=task.phase,
         system_prompt=SYSTEM_PROMPT,
         first_message=first_message(task),
-        base_sha=repository.ticket_branch_sha(ticket=task.ticket),
+        base_sha=base_sha or run_base_sha(task),
     )
 
 

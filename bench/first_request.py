@@ -3,7 +3,7 @@
     python bench/first_request.py [--runs 20]
 
 A planned spec of the sample repository (one ticket ready to run) is bridged in this process: the
-commit that makes its ticket runnable is the start. A real worker (concurrency 2) takes the
+moment its commit sends the ticket's step (the ticket is runnable) is the start. A real worker (concurrency 2) takes the
 ticket's step, moves it through its planned-document phases, starts its first agent task and asks
 the model: an instrumented replay provider (bench/timed.py) writes the time the request arrives.
 The baseline is a chain of three bare hops (task → task → task) on the same worker and broker.
@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from support import (
     Worker,
@@ -41,6 +42,16 @@ def bare_chain(hops: int) -> float:
     return time.time() - started
 
 
+def recording(send, times: list[float]):
+    """`omoi.leases._send` that notes when each step is sent (on the commit that made it due)."""
+
+    def wrapped(*args, **kwargs):
+        times.append(time.time())
+        return send(*args, **kwargs)
+
+    return wrapped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
@@ -48,6 +59,7 @@ def main() -> None:
 
     from django.conf import settings
 
+    from omoi import leases
     from specs.services.bridge import spec_execute
     from tests.e2e.conftest import planned_spec, write_script
     from tests.support.generated import TEST_COMMAND, independent_tasks_script
@@ -84,8 +96,10 @@ def main() -> None:
                 branch = spec_branch_name(spec_id=spec.pk, title=spec.title)
                 spec_repo_prepare(spec=spec, branch=branch)
                 trace.write_text("")
-                started = time.time()
-                spec_execute(spec_id=spec.pk, actor="bench")  # commits: TSK-001's ticket is runnable
+                sent: list[float] = []
+                with mock.patch.object(leases, "_send", recording(leases._send, sent)):
+                    spec_execute(spec_id=spec.pk, actor="bench")  # commits: TSK-001's ticket is runnable
+                started = sent[0]  # its step was sent when the bridge committed
                 deadline = time.monotonic() + 30
                 while "TSK-001:implement_feature" not in trace.read_text():
                     if time.monotonic() > deadline:

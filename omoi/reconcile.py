@@ -35,14 +35,6 @@ NODE_LOST_HOOKS: list[Callable[[set[str]], int]] = []
 REPAIRS: list[tuple[str, Callable[[], int]]] = []
 
 
-def reconcile_rule(name: str):
-    def register(find: Callable[[], Iterable[tuple[str, int]]]):
-        RULES.append(Rule(name=name, find=find))
-        return find
-
-    return register
-
-
 def reconcile() -> dict[str, int]:
     """One pass. Returns what it did, by rule, for logs and tests."""
     from omoi.models import WorkerNode

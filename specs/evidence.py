@@ -308,3 +308,11 @@ def criterion_evidence_display(criterion: SpecAcceptanceCriterion) -> CriterionE
         reason=evidence.get("reason", "" if verified else "not verified yet"),
         rows=rows,
     )
+
+
+def criterion_evidence_html(criterion: SpecAcceptanceCriterion) -> str:
+    """The criterion's evidence rendered with the include `specs/criterion_evidence.html`: safe
+    HTML (render_to_string marks it so), every value escaped by the template."""
+    from django.template.loader import render_to_string
+
+    return render_to_string("specs/criterion_evidence.html", {"evidence": criterion_evidence_display(criterion)})

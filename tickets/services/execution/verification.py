@@ -130,10 +130,21 @@ def task_verify(
             run_end(
                 run=run, status=AgentRunStatus.FINISHED, reason="finished and verified", result={"commit": work.sha}
             )
+            red_green = test_results.get("red_to_green") or {}
             task_event(
                 task,
                 "task.verified",
-                {"task": task.pk, "commit": work.sha, "tests_passed": test_results["passed"], "summary": summary},
+                {
+                    "task": task.pk,
+                    "commit": work.sha,
+                    "tests_passed": test_results["passed"],
+                    "summary": summary,
+                    "red_to_green": [
+                        f["path"] for f in red_green.get("files", []) if f.get("verdict") == "red_to_green"
+                    ],
+                    "red_to_green_status": red_green.get("status", ""),
+                    "coverage_percent": (test_results.get("coverage") or {}).get("percent"),
+                },
             )
         return "verified"
     if passed:

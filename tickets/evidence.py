@@ -31,6 +31,7 @@ PASSED_BEFORE = "passed_before"
 NOT_GREEN_AFTER = "not_green_after"
 
 MAX_LINES_LISTED = 400
+MAX_CHANGED_LINES_PER_FILE = 100_000
 RUN_TAIL_CHARS = 600
 
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
@@ -64,7 +65,7 @@ def unquote_git_path(text: str) -> str:
 
 def changed_lines(diff: str) -> dict[str, list[int]]:
     """The added or modified lines (numbers in the new version) of each file in a `git diff -U0`
-    output. Deleted files have none."""
+    output, at most MAX_CHANGED_LINES_PER_FILE per file. Deleted files have none."""
     lines: dict[str, list[int]] = {}
     current: str | None = None
     for line in diff.splitlines():
@@ -77,9 +78,10 @@ def changed_lines(diff: str) -> dict[str, list[int]]:
         if current is None:
             continue
         match = _HUNK.match(line)
-        if match:
+        if match and len(lines[current]) < MAX_CHANGED_LINES_PER_FILE:
             start = int(match.group(1))
             count = int(match.group(2)) if match.group(2) is not None else 1
+            count = min(count, MAX_CHANGED_LINES_PER_FILE - len(lines[current]))
             lines[current].extend(range(start, start + count))
     return {path: sorted(set(numbers)) for path, numbers in lines.items()}
 
@@ -114,6 +116,13 @@ def line_ranges(numbers: list[int]) -> str:
     return ", ".join(ranges)
 
 
+def _numbers(value: Any) -> list[int]:
+    """Line numbers from a report the sandbox wrote (anything else is ignored)."""
+    if not isinstance(value, list):
+        return []
+    return [n for n in value if isinstance(n, int) and not isinstance(n, bool)]
+
+
 def _percent(covered: int, total: int) -> float:
     return round(100.0 * covered / total, 1) if total else 100.0
 
@@ -131,8 +140,8 @@ def coverage_summary(*, changed: dict[str, list[int]], report: dict[str, Any], t
             reason = (analysis or {}).get("error") if isinstance(analysis, dict) else None
             files.append({"path": path, "status": NOT_MEASURED, "reason": str(reason or "coverage.py has no analysis")})
             continue
-        statements = {n for n in analysis.get("statements") or [] if isinstance(n, int)}
-        missing = {n for n in analysis.get("missing") or [] if isinstance(n, int)}
+        statements = {n for n in _numbers(analysis.get("statements"))}
+        missing = {n for n in _numbers(analysis.get("missing"))}
         executable = [n for n in changed[path] if n in statements]
         never_run = [n for n in executable if n in missing]
         covered = len(executable) - len(never_run)

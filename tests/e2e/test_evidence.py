@@ -6,6 +6,8 @@ The sandbox, git, the test runs and coverage.py are real."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sandboxes.models import AgentRun, SandboxEvent
@@ -174,3 +176,21 @@ def test_uncovered_changed_lines_send_the_task_back_only_when_coverage_is_requir
     assert task.status == "completed"
     [lines] = verification(task)["coverage"]["files"]
     assert (lines["covered"], lines["never_run"]) == (4, "")
+
+
+def test_hostile_test_output_is_stored_as_the_database_accepts_it(run_spec):
+    """A test module that floods its output and ends it with NUL bytes: the evidence is kept (tails
+    cut, NUL replaced), and the task completes."""
+    noisy = (
+        "import atexit, sys\n"
+        'sys.stdout.write("flood\\n" * 50000)\n'
+        'atexit.register(lambda: sys.stderr.write("\\x00 noise\\n" * 20))\n'
+    ) + REAL_TEST
+    ticket = run_spec([implement(noisy), FINISH])
+
+    task = implementation(ticket)
+    assert task.status == "completed"
+    [item] = verification(task)["red_to_green"]["files"]
+    assert item["verdict"] == "red_to_green"
+    assert "\ufffd noise" in item["after"]["tail"] and len(item["after"]["tail"]) <= 600
+    assert "\\u0000" not in json.dumps(task.result)

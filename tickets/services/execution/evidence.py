@@ -12,6 +12,7 @@ above it), with the test files copied in from the working tree. Results come bac
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from tickets.evidence import (
 from tickets.runners import Unsupported, coverage_plan, file_command, include_pattern_safe
 
 EVIDENCE_DIR = ".git/omoi-evidence"
+OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 SCRATCH = '"$HOME/.omoi-before"'
 READ_LIMIT = 8 * 1024 * 1024
 OUTPUT_TAIL = 20_000
@@ -115,7 +117,7 @@ def task_changes(workspace: Workspace, *, base: str) -> TaskChanges:
     script = _CHANGES_SCRIPT.format(git=_git(), out=EVIDENCE_DIR, base=shlex.quote(base))
     result = workspace.run_command(script, timeout_s=300)
     lines = result.stdout.strip().splitlines()
-    if result.exit_code != 0 or result.timed_out or not lines:
+    if result.exit_code != 0 or result.timed_out or not lines or not OBJECT_NAME.fullmatch(lines[-1].strip()):
         raise EvidenceError(f"reading the task's changes failed (exit {result.exit_code}): {result.stderr[-1000:]}")
     return TaskChanges(
         base=base,
@@ -237,7 +239,7 @@ def _coverage_result(workspace: Workspace, *, source: dict[str, list[int]], pyth
     raw = _read(workspace, "coverage.json", missing_ok=True)
     try:
         report = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         report = {}
     if not isinstance(report, dict) or not isinstance(report.get("files"), dict):
         error = report.get("error") if isinstance(report, dict) else None

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from omoi.faults import fault_point
 from omoi.leases import Held
+from omoi.text import storable, storable_json
 from sandboxes.models import AgentRun, AgentRunStatus
 from sandboxes.services.agent import agent_run_reply
 from sandboxes.services.events import events_batch, truncate_text
@@ -231,11 +232,11 @@ def _checks_with_evidence(
     if not checks_pass(test_results):
         test_results["coverage"] = coverage_not(NOT_MEASURED, "the suite did not pass")
         test_results["red_to_green"] = red_green_not(NOT_MEASURED, "the suite did not pass")
-        return test_results, []
+        return storable_json(test_results), []
     test_results["coverage"] = suite.coverage
     if changes is None:
         test_results["red_to_green"] = red_green_not(NOT_MEASURED, "the task's changes could not be read")
-        return test_results, []
+        return storable_json(test_results), []
     try:
         red_green = evidence.red_to_green(
             workspace,
@@ -251,7 +252,8 @@ def _checks_with_evidence(
     findings = evidence_findings(
         red_green=red_green, coverage=suite.coverage, coverage_required=settings.OMOI_COVERAGE_REQUIRED
     )
-    return test_results, findings
+    # What the sandbox printed may hold NUL bytes: the evidence is stored as the database accepts it.
+    return storable_json(test_results), [storable(finding) for finding in findings]
 
 
 def _verification_payload(

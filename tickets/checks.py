@@ -201,6 +201,14 @@ def is_test_path(path: str) -> bool:
     )
 
 
+DOCUMENTATION_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+
+
+def is_documentation_path(path: str) -> bool:
+    """A file no test can exercise (prose): a change to it alone is no change for a test to catch."""
+    return path.startswith(("docs/", "doc/")) or path.lower().endswith(DOCUMENTATION_SUFFIXES)
+
+
 def test_results_of(*, command: str, exit_code: int, output: str, timed_out: bool, duration_s: float) -> dict:
     """The `test_results` artifact of one run of the checks. When the runner is unknown, a
     non-zero exit counts as one failure and a zero exit as no test run (never a pass)."""

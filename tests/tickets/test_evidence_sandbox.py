@@ -47,6 +47,7 @@ CALC = {
     "tests/test_ops.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
 }
 TEST_MUL = "from calc.ops import mul\n\n\ndef test_mul():\n    assert mul(2, 3) == 6\n"
+TEST_ADD_AGAIN = "from calc.ops import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
 TEST_ZERO = "from calc.ops import mul\n\n\ndef test_zero():\n    assert mul(0, 9) == 0\n"
 MUL = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    if a == 0:\n        return 0\n    return a * b\n"
 
@@ -69,7 +70,7 @@ def test_a_real_test_goes_red_to_green_and_a_vacuous_one_is_found(calc, settings
         {
             "calc/ops.py": MUL,
             "tests/test_mul.py": TEST_MUL,
-            "tests/test_add_again.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n",
+            "tests/test_add_again.py": TEST_ADD_AGAIN,
         },
     )
     before_state = state(workspace)
@@ -183,3 +184,13 @@ def test_what_cannot_be_measured_says_so(calc, settings):
     assert suite.coverage["reason"] == "coverage is switched off (OMOI_COVERAGE)"
     off = evidence.red_to_green(workspace, command=PYTEST, changes=changes, fork_point=lambda: None)
     assert off["status"] == "not_measured" and "OMOI_RED_GREEN" in off["reason"]
+
+
+def test_a_change_to_prose_alone_is_not_a_change_for_tests_to_catch(calc, settings):
+    """A task that only documents and adds a regression test for what exists: nothing to go red."""
+    workspace, base = calc
+    write(workspace.root, {"README.md": "# calc\n", "tests/test_add_more.py": TEST_ADD_AGAIN})
+    changes = evidence.task_changes(workspace, base=base)
+    assert changes.code_files == []
+    red_green = evidence.red_to_green(workspace, command=PYTEST, changes=changes, fork_point=lambda: base)
+    assert red_green["status"] == "not_applicable" and red_green["passed_before"] == []

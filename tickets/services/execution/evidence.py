@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from sandboxes.workspace import MAX_COMMAND_TIMEOUT_S, WORKSPACE_GIT_OPTIONS, Workspace, WorkspaceError
-from tickets.checks import is_test_path, test_results_of
+from tickets.checks import is_documentation_path, is_test_path, test_results_of
 from tickets.evidence import (
     MEASURED,
     NOT_APPLICABLE,
@@ -65,6 +65,10 @@ def _read(workspace: Workspace, name: str, *, missing_ok: bool = False) -> str:
         raise EvidenceError(f"{name}: {exc}") from exc
 
 
+def is_code_path(path: str) -> bool:
+    return not is_test_path(path) and not is_documentation_path(path)
+
+
 # --- what the task changed ---------------------------------------------------------------------------
 
 
@@ -84,7 +88,8 @@ class TaskChanges:
 
     @property
     def code_files(self) -> list[str]:
-        return sorted(path for path in self.files if not is_test_path(path))
+        """Changed files a test can catch: neither tests nor documentation."""
+        return sorted(path for path in self.files if is_code_path(path))
 
     @property
     def source_lines(self) -> dict[str, list[int]]:
@@ -368,9 +373,10 @@ def red_to_green(
     if not changes.code_files:
         fork = fork_point()
         if not fork or fork == changes.base:
-            return red_green_not(NOT_APPLICABLE, "the task changed only tests, and the ticket no code before it")
+            reason = "the task changed only tests (or prose), and the ticket no code before it"
+            return red_green_not(NOT_APPLICABLE, reason)
         since = changed_between(workspace, old=fork, tree=changes.tree)
-        if not any(not is_test_path(path) for path in since):
+        if not any(is_code_path(path) for path in since):
             return red_green_not(NOT_APPLICABLE, "neither the task nor its ticket changed code outside the tests")
         before, label = fork, "the ticket's fork point (the task changed only tests)"
     modules: list[tuple[str, str]] = []

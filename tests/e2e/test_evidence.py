@@ -136,6 +136,8 @@ def test_a_test_that_passed_before_the_change_does_not_complete_the_task(run_spe
     ]
     refused = next(r for r in replies if "does not test the change" in str(r.get("content")))
     assert refused.get("is_error") is True and "verification(s) left" in str(refused["content"])
+    accepted = replies[-1]
+    assert not accepted.get("is_error") and "Red to green: tests/test_feature_1.py." in str(accepted["content"])
     # The second finish, with a real test, completed the task with red-to-green evidence.
     assert task.status == "completed" and ticket.phase == Phase.DONE
     [item] = verification(task)["red_to_green"]["files"]

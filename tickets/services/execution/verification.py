@@ -124,7 +124,8 @@ def task_verify(
             agent_run_reply(
                 run_id=run.pk,
                 tool_use_id=tool_use_id,
-                content=f"Verified by the host: `{command}` passed ({test_results['passed']} tests). Task complete.",
+                content=f"Verified by the host: `{command}` passed ({test_results['passed']} tests)."
+                f"{_evidence_sentence(test_results)} Task complete.",
                 is_error=False,
                 ticket_id=ticket.pk,
             )
@@ -254,6 +255,18 @@ def _checks_with_evidence(
     )
     # What the sandbox printed may hold NUL bytes: the evidence is stored as the database accepts it.
     return storable_json(test_results), [storable(finding) for finding in findings]
+
+
+def _evidence_sentence(test_results: dict[str, Any]) -> str:
+    """What the reply to the model adds about the evidence: the files that went red to green, the
+    share of changed lines that ran."""
+    red_green = test_results.get("red_to_green") or {}
+    files = [f["path"] for f in red_green.get("files", []) if f.get("verdict") == "red_to_green"]
+    coverage = test_results.get("coverage") or {}
+    sentence = f" Red to green: {', '.join(files)}." if files else ""
+    if coverage.get("status") == "measured":
+        sentence += f" Changed lines run: {coverage.get('percent')}%."
+    return sentence
 
 
 def _verification_payload(

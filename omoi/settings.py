@@ -218,6 +218,16 @@ OMOI_GUARDIAN_SAME_FAILURES = env.int("OMOI_GUARDIAN_SAME_FAILURES", default=2)
 OMOI_GUARDIAN_COST_FACTOR = env.float("OMOI_GUARDIAN_COST_FACTOR", default=5.0)
 OMOI_GUARDIAN_PATIENCE = env.int("OMOI_GUARDIAN_PATIENCE", default=2)
 
+# Evidence (tickets/evidence.py): each test file a task adds or changes runs on its own before and
+# after the change (red to green, at most this many files per verification); the suite runs under
+# coverage.py where the test command allows it. With OMOI_COVERAGE_REQUIRED a changed line that
+# never ran sends the task back to the model (counted like failing checks); otherwise it only shows
+# in the evidence.
+OMOI_RED_GREEN = env.bool("OMOI_RED_GREEN", default=True)
+OMOI_RED_GREEN_MAX_FILES = env.int("OMOI_RED_GREEN_MAX_FILES", default=20)
+OMOI_COVERAGE = env.bool("OMOI_COVERAGE", default=True)
+OMOI_COVERAGE_REQUIRED = env.bool("OMOI_COVERAGE_REQUIRED", default=False)
+
 # --- Durable work (omoi/leases.py, omoi/reconcile.py, omoi/nodes.py) ------------------------
 # A step's lease: renewed every third of it while the step runs; a killed worker's step runs again
 # once it has expired (and the reconciler has noticed).

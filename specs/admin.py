@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from omoi.admin import ModelAdmin, ReadOnlyInline, pretty_json
 from sandboxes.models import AgentRun
+from specs.evidence import criterion_evidence_html
 from specs.models import (
     Spec,
     SpecAcceptanceCriterion,
@@ -39,12 +40,12 @@ class RequirementInline(ReadOnlyInline):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("criteria")
 
-    @admin.display(description="acceptance criteria")
+    @admin.display(description="acceptance criteria and their evidence")
     def criteria_list(self, requirement: SpecRequirement) -> str:
         return format_html_join(
             "",
-            "<div>{} {}</div>",
-            (("✓" if c.verified else "·", c.text) for c in requirement.criteria.all()),
+            '<div style="margin-bottom: 0.5em">{} {}{}</div>',
+            (("✓" if c.verified else "·", c.text, criterion_evidence_html(c)) for c in requirement.criteria.all()),
         )
 
 
@@ -159,9 +160,13 @@ class SpecAdmin(ModelAdmin):
 
 class CriterionInline(ReadOnlyInline):
     model = SpecAcceptanceCriterion
-    fields = ["position", "text", "verified", "verified_at", "evidence"]
+    fields = ["position", "text", "verified", "verified_at", "evidence_shown"]
     readonly_fields = fields
     show_change_link = False
+
+    @admin.display(description="evidence")
+    def evidence_shown(self, criterion: SpecAcceptanceCriterion) -> str:
+        return criterion_evidence_html(criterion)
 
 
 @admin.register(SpecRequirement)
@@ -186,6 +191,12 @@ class SpecAcceptanceCriterionAdmin(ReadOnlyAdmin):
     list_filter = ["verified"]
     search_fields = ["text", "requirement__key", "requirement__spec__title"]
     list_select_related = ["requirement"]
+    fields = ["requirement", "position", "text", "verified", "verified_at", "evidence_shown", "evidence"]
+    readonly_fields = fields
+
+    @admin.display(description="evidence")
+    def evidence_shown(self, criterion: SpecAcceptanceCriterion) -> str:
+        return criterion_evidence_html(criterion)
 
 
 class DependencyLinkInline(ReadOnlyInline):

@@ -14,6 +14,20 @@ from tickets.models import Priority
 
 
 class CriterionSerializer(serializers.ModelSerializer):
+    evidence = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "Why the criterion is verified or not, stored when the spec completes: `verified`, `reason`, and "
+            "`tickets` (the tickets covering its requirement: `ticket`, `key`, `title`, `phase`, `commits`, "
+            "`tests` (their last test run) and `tasks`, each agent task's verification: `task`, `task_type`, "
+            "`commit`, `base`, `tests` (counts of the suite), `red_to_green` (`status` measured, not_measured or "
+            "not_applicable, `reason`, `before_commit`, `red_to_green` (how many files), `files`: `path`, "
+            "`command`, `verdict` red_to_green, passed_before, not_green_after or not_measured, and the runs "
+            "`before` and `after` with `outcome` and counts) and `coverage` (`status`, `reason`, `percent`, and "
+            "per changed source file `path`, `changed`, `covered`, `percent`, `never_run` line ranges))."
+        ),
+    )
+
     class Meta:
         model = SpecAcceptanceCriterion
         fields = ["id", "position", "text", "verified", "evidence", "verified_at"]

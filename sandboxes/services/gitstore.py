@@ -244,6 +244,27 @@ def merge_commits(*, path: Path, ours: str, theirs: str, message: str) -> MergeO
     return MergeOutcome(merged=True, sha=sha)
 
 
+def mirror_commit_file(mirror: Path, *, scope: str, parent: str, path: str, content: bytes, message: str) -> str | None:
+    """A commit on top of `parent` that sets one file, made in the bare mirror without any working
+    tree: the blob written from a temporary file (no filters), a tree from a temporary index read
+    from `parent`, and commit-tree. None when `parent` already holds exactly this content."""
+    with mirror_lock(scope), tempfile.TemporaryDirectory(dir=mirror) as tmp:
+        source = Path(tmp) / "content"
+        source.write_bytes(content)
+        blob = git_run("hash-object", "-w", "--no-filters", str(source), cwd=mirror).strip()
+        try:
+            current = git_run("rev-parse", "--verify", "--quiet", f"{parent}:{path}", cwd=mirror).strip()
+        except GitError:
+            current = ""
+        if current == blob:
+            return None
+        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git_run("read-tree", parent, cwd=mirror, env=index)
+        git_run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=mirror, env=index)
+        tree = git_run("write-tree", cwd=mirror, env=index).strip()
+        return git_run("commit-tree", tree, "-p", parent, "-m", message, cwd=mirror).strip()
+
+
 def push(path: Path, *, url: str, branch: str, token: str | None = None) -> None:
     from sandboxes import git
 

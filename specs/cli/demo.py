@@ -120,8 +120,15 @@ def _describe(event: SandboxEvent) -> str | None:
         target = arguments.get("path") or arguments.get("command") or arguments.get("pattern") or ""
         return f"      · {payload.get('name')} {target}".rstrip()
     if kind == "task.verified":
-        return f"    ✓ task verified by the host ({payload.get('tests_passed', '?')} tests passed)"
+        details = [f"{payload.get('tests_passed', '?')} tests passed"]
+        if payload.get("red_to_green"):
+            details.append("red → green: " + ", ".join(payload["red_to_green"]))
+        if payload.get("coverage_percent") is not None:
+            details.append(f"changed lines run: {payload['coverage_percent']}%")
+        return f"    ✓ task verified by the host ({'; '.join(details)})"
     if kind == "task.verification_failed":
+        if payload.get("reason") == "evidence":
+            return "    ✗ the tests pass but their evidence does not hold; the findings went back to the agent"
         return "    ✗ the host's checks failed; the output went back to the agent"
     if kind == "task.failed":
         return f"    ✗ task failed: {payload.get('reason')}"

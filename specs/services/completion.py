@@ -10,9 +10,6 @@ so a retry never opens a second one.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
-
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -21,9 +18,11 @@ from omoi.faults import fault_point
 from omoi.github import GitHubClient, push_target
 from omoi.leases import Held
 from sandboxes.services.events import event_record, events_batch
-from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecRequirement, SpecStatus, SpecTaskStatus
+from specs.evidence import criteria_evidence
+from specs.models import Spec, SpecAcceptanceCriterion, SpecPhase, SpecStatus, SpecTaskStatus
 from specs.services.planning import spec_transition
-from tickets.models import Phase, PhaseGateArtifact, Task, Ticket
+from specs.services.report import pull_request_body, spec_report_commit
+from tickets.models import Phase, Ticket
 from tickets.services import repository
 
 
@@ -31,53 +30,16 @@ class PullRequestNotReady(Exception):
     """The spec is not completed, so there is no finished work to propose."""
 
 
-def _evidence_by_ticket(spec: Spec) -> dict[int, dict[str, Any]]:
-    """Per ticket: its SpecTask key, commits and latest test results."""
-    evidence: dict[int, dict[str, Any]] = defaultdict(lambda: {"commits": [], "tests": None})
-    tickets = Ticket.objects.filter(spec=spec).select_related("spec_task")
-    for ticket in tickets:
-        evidence[ticket.pk]["key"] = ticket.spec_task.key if ticket.spec_task_id else ""
-        evidence[ticket.pk]["title"] = ticket.title
-    for ticket_id, result in Task.objects.filter(ticket__spec=spec).values_list("ticket_id", "result"):
-        for sha in (result or {}).get("commits", []):
-            if sha not in evidence[ticket_id]["commits"]:
-                evidence[ticket_id]["commits"].append(sha)
-    artifacts = PhaseGateArtifact.objects.filter(ticket__spec=spec, artifact_type="test_results").order_by("id")
-    for artifact in artifacts:
-        content = artifact.content or {}
-        evidence[artifact.ticket_id]["tests"] = {
-            "command": content.get("command", ""),
-            "passed": content.get("passed", 0),
-            "failed": content.get("failed", 0),
-            "phase": artifact.phase,
-        }
-    return evidence
-
-
-def _tickets_by_requirement(spec: Spec) -> dict[int, list[int]]:
-    covering: dict[int, list[int]] = defaultdict(list)
-    rows = Ticket.objects.filter(spec=spec, spec_task__isnull=False).values_list(
-        "pk", "spec_task__requirement_links__requirement_id"
-    )
-    for ticket_id, requirement_id in rows:
-        if requirement_id is not None:
-            covering[requirement_id].append(ticket_id)
-    return covering
-
-
 def _criteria_verify(spec: Spec) -> None:
-    """Mark each acceptance criterion verified with the evidence of the tickets that cover it."""
-    evidence = _evidence_by_ticket(spec)
-    covering = _tickets_by_requirement(spec)
+    """Store on each acceptance criterion its evidence (specs/evidence.py): verified only when a
+    task that covers it has a test that went from failing to passing, with the reason otherwise."""
     now = timezone.now()
-    criteria = list(SpecAcceptanceCriterion.objects.filter(requirement__spec=spec))
-    for criterion in criteria:
-        tickets = covering.get(criterion.requirement_id, [])
-        criterion.verified = bool(tickets) and all(
-            (evidence[t]["tests"] or {}).get("failed", 1) == 0 and evidence[t]["commits"] for t in tickets
-        )
-        criterion.evidence = {"tickets": [{"ticket": t, **evidence[t]} for t in tickets]}
+    criteria = []
+    for criterion, evidence in criteria_evidence(spec):
+        criterion.verified = evidence["verified"]
+        criterion.evidence = evidence
         criterion.verified_at = now if criterion.verified else None
+        criteria.append(criterion)
     SpecAcceptanceCriterion.objects.bulk_update(criteria, ["verified", "evidence", "verified_at"])
 
 
@@ -175,32 +137,6 @@ def pull_request_due(spec: Spec) -> bool:
     return not spec.branch_pushed_at
 
 
-def pull_request_body(spec: Spec) -> str:
-    evidence = _evidence_by_ticket(spec)
-    covering = _tickets_by_requirement(spec)
-    lines = [f"Omoi spec #{spec.pk}: {spec.title}", "", "## Idea", "", spec.idea.strip(), "", "## Requirements", ""]
-    for requirement in (
-        SpecRequirement.objects.filter(spec=spec).prefetch_related("criteria").order_by("position", "id")
-    ):
-        lines += [f"### {requirement.key} {requirement.title}", "", f"> {requirement.text}", ""]
-        tickets = covering.get(requirement.pk, [])
-        if not tickets:
-            lines += ["- No ticket covers this requirement.", ""]
-        for ticket_id in tickets:
-            item = evidence[ticket_id]
-            commits = ", ".join(sha[:10] for sha in item["commits"]) or "no commits"
-            tests = item["tests"]
-            tests_text = (
-                f"{tests['passed']} passed, {tests['failed']} failed (`{tests['command']}`)" if tests else "no test run"
-            )
-            lines.append(f"- Ticket #{ticket_id} {item['key']} {item['title']}: commits {commits}; tests {tests_text}")
-        lines.append("")
-        for criterion in requirement.criteria.all():
-            lines.append(f"- [{'x' if criterion.verified else ' '}] {criterion.text}")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
     """Push the spec branch to the project's repository and, when the project names a GitHub
     repository, open the pull request: the network work outside every row lock (the caller holds
@@ -210,6 +146,9 @@ def spec_pull_request_open(*, spec_id: int, held: Held | None = None) -> Spec:
         raise PullRequestNotReady(f"spec {spec.pk} is {spec.status}: only a completed spec gets a pull request")
     project = spec.project
     if not spec.branch_pushed_at:
+        # The full evidence report travels with the branch (a commit made in the bare mirror);
+        # the pull request's body links to it.
+        spec_report_commit(spec_id=spec.pk)
         push_url, token = push_target(project)
         repository.spec_branch_push(spec=spec, url=push_url, token=token)
         fault_point("pull_request.pushed")

@@ -93,7 +93,8 @@ def assert_nothing_duplicated(spec: Spec, *, sample_repository: Path, tmp_path: 
     shutil.rmtree(checkout, ignore_errors=True)
     git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
-    assert len(subjects) == len(set(subjects)) == 3, subjects
+    assert subjects[0] == f"Omoi spec #{spec.pk}: the evidence report", subjects  # docs/omoi/SPEC-<id>.md
+    assert len(subjects) == len(set(subjects)) == 3 + 1, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(merges) == 2, merges
     tests = subprocess.run(["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=checkout, capture_output=True)

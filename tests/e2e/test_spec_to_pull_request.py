@@ -63,12 +63,27 @@ def test_an_idea_becomes_a_pull_request(
     assert "REQ-001" in pull["body"] and "REQ-002" in pull["body"]
     for ticket in tickets:
         assert f"Ticket #{ticket.pk} {ticket.spec_task.key}" in pull["body"]
+    # Each criterion with the test that went red to green for it (failing before the change, passing after).
+    red_to_green = {"REQ-001": "tests/test_stats.py", "REQ-002": "tests/test_top_words.py"}
+    criteria = list(SpecAcceptanceCriterion.objects.filter(requirement__spec=spec).select_related("requirement"))
+    for criterion in criteria:
+        test = red_to_green[criterion.requirement.key]
+        line = f"- [x] {criterion.text}\n  - red → green: `{test}` error (1 error) → passed"
+        assert line in pull["body"], line
+    assert "Every acceptance criterion is verified." in pull["body"]
+    assert pull["body"].rstrip().endswith("from launch to completion") and "Model cost: $" in pull["body"]
+    report = f"docs/omoi/SPEC-{spec.pk}.md"
+    assert f"/acme/textkit/blob/{spec.branch_name}/{report})" in pull["body"]
 
     # The spec branch was pushed to the GitHub repository and its tests really pass.
     checkout = tmp_path / "checkout"
     git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     log = git.git_run("log", "--format=%s", "origin/main..HEAD", cwd=checkout)
     assert "TSK-001: " in log and "TSK-002: " in log
+    full_report = (checkout / report).read_text()  # the full report travels with the branch
+    assert all(
+        criterion.text in full_report for criterion in SpecAcceptanceCriterion.objects.filter(requirement__spec=spec)
+    )
     tests = subprocess.run(
         ["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=checkout, capture_output=True, text=True
     )

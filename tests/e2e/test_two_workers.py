@@ -95,7 +95,8 @@ def assert_all_work_merged_once(spec: Spec, fake_github, tmp_path) -> None:
     checkout = tmp_path / "checkout"
     git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
-    assert len(subjects) == len(set(subjects)) == TICKETS, subjects
+    assert subjects[0] == f"Omoi spec #{spec.pk}: the evidence report", subjects  # docs/omoi/SPEC-<id>.md
+    assert len(subjects) == len(set(subjects)) == TICKETS + 1, subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert len(merges) == TICKETS, merges
     tests = subprocess.run(TEST_COMMAND.split(), cwd=checkout, capture_output=True, text=True)

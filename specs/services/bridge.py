@@ -95,13 +95,18 @@ def spec_execute(*, spec_id: int, actor: str) -> Spec:
             spec_id=spec.pk,
         )
         ids = [tickets[spec_task.pk] for spec_task in spec_tasks]
+        waiting = {tickets[task] for task, _dependency in links}
+        first = [ticket_id for ticket_id in ids if ticket_id not in waiting]
+        reason = f"planned in spec {spec.pk}"
         try:
-            # The planned documents of REQUIREMENTS and DESIGN are taken from the spec here, in bulk,
-            # so a ticket's first step starts its first agent task at once.
+            # The tickets that can start now have their REQUIREMENTS and DESIGN documents taken from
+            # the spec here, in bulk, so each one's first step starts its first agent task at once.
+            # The others enter REQUIREMENTS and wait for their dependencies.
             with transaction.atomic():
-                tickets_fast_forward_planned(ticket_ids=ids, actor=actor, reason=f"planned in spec {spec.pk}")
+                tickets_fast_forward_planned(ticket_ids=first, actor=actor, reason=reason)
         except FastForwardRefused:
-            tickets_start(ticket_ids=ids, actor=actor, reason=f"planned in spec {spec.pk}")
+            pass  # a planned document did not pass its gate: these tickets go step by step
+        tickets_start(ticket_ids=ids, actor=actor, reason=reason)
     return spec
 
 

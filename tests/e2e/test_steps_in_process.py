@@ -66,7 +66,9 @@ def test_an_idea_becomes_a_pull_request_with_each_unit_of_work_done_once(
     checkout = tmp_path / "checkout"
     git.clone(f"{fake_github.url}/acme/textkit.git", checkout, branch=spec.branch_name)
     subjects = git.git_run("log", "--no-merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
-    assert len(subjects) == len(set(subjects)) == 3, subjects
+    # One commit per task that changed files, and the evidence report, each once.
+    assert len(subjects) == len(set(subjects)) == 4, subjects
+    assert subjects[0] == f"Omoi spec #{spec.pk}: the evidence report", subjects
     merges = git.git_run("log", "--merges", "--format=%s", "origin/main..HEAD", cwd=checkout).splitlines()
     assert merges == ["Merge TSK-002: " + tickets[1].spec_task.title, "Merge TSK-001: " + tickets[0].spec_task.title]
     tests = subprocess.run(["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=checkout, capture_output=True)

@@ -6,12 +6,12 @@ import re
 import pytest
 from django.test import Client
 
-from sandboxes.models import AgentRun
 from sandboxes.services.events import event_record
 from specs.models import Spec
 from tests.conftest import client_for
 from tests.e2e.conftest import planned_spec
 from tests.factories import ProjectFactory, UserFactory
+from tests.web.transcripts import run_with_transcript
 from tickets.models import Phase, PhaseGateResult, PhaseHistory, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_admin_pages_read_well(user):
     admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     spec = planned_spec(project=ProjectFactory(owner=user, name="textkit"), user=user)
     Spec.objects.filter(pk=spec.pk).update(phase_attempts={"explore": 1, "design": 2})
-    run = AgentRun.objects.create(
+    run = run_with_transcript(
         kind="planning", spec=spec, phase="explore", status="finished", turns=4, result={"commit": "abc"},
         messages=[{"role": "user", "content": "hi"}],
     )  # fmt: skip

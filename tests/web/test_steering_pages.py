@@ -103,11 +103,13 @@ def test_a_spec_that_is_not_planning_refuses_messages_with_the_service_s_reason(
     Spec.objects.filter(pk=planning.pk).update(status="planning_complete", current_phase="sync")
 
     page = browser.get(f"/specs/{planning.pk}/").content.decode()
+    part = browser.get(f"/specs/{planning.pk}/body?part=messages").content.decode()
     empty = browser.post(f"/specs/{planning.pk}/message", {"text": "   "}, follow=True)
     refused = browser.post(f"/specs/{planning.pk}/message", {"text": GUIDANCE}, follow=True)
 
-    assert 'id="message-form" hidden>' in page
-    assert "Messages reach the planning agent while a planning phase runs; this spec is planning complete." in page
+    assert 'id="message-form"' not in page  # no box, and no section while it would stay empty
+    assert 'data-accepting="false"' in part
+    assert "Messages reach the planning agent while a planning phase runs; this spec is planning complete." in part
     assert flash(empty) == ["Message refused: This field may not be blank."]
     assert flash(refused) == [
         "Message refused: only a spec in a planning conversation takes messages; this spec is planning_complete (sync)"

@@ -166,11 +166,15 @@ async def polling_clients(server_url: str, spec_id: int, cookies: dict, clients:
         after = 0
         await asyncio.sleep(offset)
         while not stop.is_set():
-            response = await client.get(url, params={"after": after}, headers=headers)
-            if response.status_code == 200:
-                after = response.json()["last_sequence"]
+            try:
+                response = await client.get(url, params={"after": after}, headers=headers)
+            except httpx.HTTPError as error:
+                failures.append(repr(error))
             else:
-                failures.append(f"{response.status_code} {response.text[:200]}")
+                if response.status_code == 200:
+                    after = response.json()["last_sequence"]
+                else:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
             await asyncio.sleep(1.0)
 
     limits = httpx.Limits(max_connections=clients + 10)
@@ -266,6 +270,9 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
             idle = Spec.objects.create(project=project, user=user, title="idle", idea="idle", status="executing")
             streams = asyncio.run(idle_streams(server.url, idle.pk, cookies, clients, idle_s))
             polling = asyncio.run(polling_clients(server.url, idle.pk, cookies, clients, idle_s))
+    except BaseException:
+        print(f"the server's log ({work / 'server.log'}), its end:\n{server.log(3000)}", file=sys.stderr)
+        raise
     finally:
         worker.stop()
         server.stop()

@@ -131,7 +131,7 @@ def test_the_admin_login_still_works_below_the_limit(client):
 def test_plaintext_tokens_from_before_are_hashed_and_keep_working(carol):
     from django.apps import apps
 
-    migration = __import__("omoi.migrations.0004_api_tokens_hashed_from_plaintext", fromlist=["x"])
+    migration = __import__("omoi.migrations.0005_api_tokens_hashed_from_plaintext", fromlist=["x"])
     key = "0123456789abcdef0123456789abcdef01234567"
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer, created timestamp)")

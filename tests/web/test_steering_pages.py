@@ -96,6 +96,18 @@ def test_a_planning_spec_takes_a_message_from_its_page_and_shows_it_pending_then
     run_page = browser.get(f"/runs/{run.pk}/").content.decode()
     assert run_page.count(GUIDANCE) == 2  # in the transcript where the model saw it, and in the list
 
+    # The planning run's own page takes messages too: they go to its spec's running phase.
+    key = form_key(run_page)
+    from_run = browser.post(f"/runs/{run.pk}/message", {"text": "Mind the tests/ folder.", "idempotency_key": key})
+    second = QueuedMessage.objects.exclude(pk=message.pk).get()
+    assert from_run["Location"] == f"/runs/{run.pk}/#messages"
+    assert (second.spec_id, second.task_id, second.status, second.idempotency_key) == (
+        planning.pk,
+        None,
+        "pending",
+        key,
+    )
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_spec_that_is_not_planning_refuses_messages_with_the_service_s_reason(planning, user):

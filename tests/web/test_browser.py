@@ -282,6 +282,8 @@ def test_a_message_typed_on_a_running_agent_s_page_reaches_it_at_its_next_turn(c
     assert f"delivered to run {run.pk} at turn 2" in _text(driver, item)
     WebDriverWait(driver, 15, poll_frequency=0.2).until(lambda d: GUIDANCE in (_text(d, "#transcript") or ""))
     assert driver.execute_script("return window.omoiMarker") == "run page"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.get_screenshot_as_file(str(SCREENSHOTS / "run.png"))
 
     drain()  # the agent finishes; the ticket and the spec complete
 

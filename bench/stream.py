@@ -4,7 +4,8 @@
 
 Runs against the configured database (DATABASE_URL, or the embedded SQLite) and broker, in a
 throwaway test database it creates and destroys. It starts a real uvicorn server and a real
-Celery worker (the model is a replay script from bench/stream_script.py), connects the clients to
+Celery worker (the model replays the shared generator's script for N independent tasks on the
+sample repository, tests/support/generated.py), connects the clients to
 `GET /api/v1/specs/{id}/stream`, then starts the worker, so every event is delivered live.
 
 It prints:
@@ -48,8 +49,10 @@ import logging  # noqa: E402
 import httpx  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
-from bench import stream_script  # noqa: E402
+from specs.cli.demo import prepare_sample  # noqa: E402
+from tests.support.generated import TEST_COMMAND, write_independent_tasks_script  # noqa: E402
 
+IDEA = "Add {tickets} feature functions to textkit, each with its test (stream benchmark)."
 OBSERVER_INTERVAL_S = 0.02
 CONNECT_BATCH = 10
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -152,17 +155,26 @@ async def idle_streams(server_url: str, spec_id: int, cookies: dict, clients: in
 
 
 async def polling_clients(server_url: str, spec_id: int, cookies: dict, clients: int, window_s: float) -> float | None:
-    """The baseline: each client asks GET /events?after=N once a second."""
+    """The baseline: each client asks GET /events?after=N once a second. A refused request (the
+    database out of connections, say) is counted and printed, not retried sooner."""
     url = f"{server_url}/api/v1/specs/{spec_id}/events"
     headers: dict[str, str] = {}
     stop = asyncio.Event()
+    failures: list[str] = []
 
     async def poll(client: httpx.AsyncClient, offset: float) -> None:
         after = 0
         await asyncio.sleep(offset)
         while not stop.is_set():
-            response = await client.get(url, params={"after": after}, headers=headers)
-            after = response.json()["last_sequence"]
+            try:
+                response = await client.get(url, params={"after": after}, headers=headers)
+            except httpx.HTTPError as error:
+                failures.append(repr(error))
+            else:
+                if response.status_code == 200:
+                    after = response.json()["last_sequence"]
+                else:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
             await asyncio.sleep(1.0)
 
     limits = httpx.Limits(max_connections=clients + 10)
@@ -172,6 +184,8 @@ async def polling_clients(server_url: str, spec_id: int, cookies: dict, clients:
         result = await asyncio.to_thread(per_second, window_s, time.sleep)
         stop.set()
         await asyncio.gather(*tasks)
+    if failures:
+        print(f"  (the polling baseline had {len(failures)} failed requests, the first: {failures[0]})")
     return result
 
 
@@ -192,19 +206,17 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
     from tickets.models import Project
 
     work = Path(tempfile.mkdtemp(prefix="omoi-bench-stream-"))
-    repository = stream_script.make_repository(work / "benchlib")
-    script_path = work / "benchlib.replay.json"
-    script_path.write_text(json.dumps(stream_script.script(tickets)))
+    repository = work / "textkit"
+    prepare_sample(repository)
+    script_path = write_independent_tasks_script(work / "textkit.replay.json", tickets)
     environment = {
-        "OMOI_REPLAY_SCRIPT": str(script_path),
+        "OMOI_REPLAY_SCRIPT": script_path,
         "OMOI_REPOS_DIR": str(work / "repos"),
         "OMOI_SANDBOX_ROOT": str(work / "sandboxes"),
     }
     user = get_user_model().objects.create(username="bench")
     cookies = session_cookie(user)  # the streams authenticate as a logged-in browser does
-    project = Project.objects.create(
-        owner=user, name="benchlib", repository=str(repository), test_command=stream_script.TEST_COMMAND
-    )
+    project = Project.objects.create(owner=user, name="textkit", repository=str(repository), test_command=TEST_COMMAND)
     purge_broker()
     server = ServerProcess(log_path=work / "server.log").start()
     worker = WorkerProcess(env=environment, concurrency=2, log_path=work / "worker.log")
@@ -213,7 +225,7 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
         time.sleep(2)
         floor = per_second(idle_s / 2, time.sleep)
 
-        spec = spec_launch(project_id=project.pk, user=user, idea=stream_script.IDEA, require_approval=False)
+        spec = spec_launch(project_id=project.pk, user=user, idea=IDEA.format(tickets=tickets), require_approval=False)
         start = last_sequence(spec_id=spec.pk)
         observer = Observer(spec.pk)
         observer.start()
@@ -258,6 +270,9 @@ def run(clients: int, tickets: int, idle_s: float) -> None:
             idle = Spec.objects.create(project=project, user=user, title="idle", idea="idle", status="executing")
             streams = asyncio.run(idle_streams(server.url, idle.pk, cookies, clients, idle_s))
             polling = asyncio.run(polling_clients(server.url, idle.pk, cookies, clients, idle_s))
+    except BaseException:
+        print(f"the server's log ({work / 'server.log'}), its end:\n{server.log(3000)}", file=sys.stderr)
+        raise
     finally:
         worker.stop()
         server.stop()

@@ -52,13 +52,17 @@ class WorkKind:
     needs that node's disk); `give_up` puts an object whose step failed too often into a visible
     state (it runs inside a transaction); `lock` locks the object's own row. Code that changes an
     object locks its row and then enqueues its work (the lease row), so a holder recording its
-    outcome takes them in the same order: the object, then the lease (no deadlock between them)."""
+    outcome takes them in the same order: the object, then the lease (no deadlock between them).
+    `describe` names the objects' next steps for people."""
 
     name: str
     task_name: str
     route: Callable[[int], str]
     give_up: Callable[[int, str], None]
     lock: Callable[[int], None] | None = None
+    # What the next step of each object is, in words, in one query: shown by Flower as the task's
+    # arguments (the message's argsrepr), e.g. "spec 3 planning design".
+    describe: Callable[[list[int]], dict[int, str]] | None = None
 
 
 WORK_KINDS: dict[str, WorkKind] = {}
@@ -72,11 +76,26 @@ def lease_seconds() -> float:
     return float(settings.OMOI_LEASE_S)
 
 
-def _send(kind: str, object_id: int, queue: str, countdown: float | None = None) -> None:
+def work_labels(kind: str, object_ids: list[int]) -> dict[int, str]:
+    """What each object's step is, in words, for the people who read the task lists of the broker
+    and Flower: "spec 3 planning design", "ticket 7 TSK-002 IMPLEMENTATION implement_feature". One
+    query for all of them. A label that cannot be read falls back to "spec 3": a label is never
+    worth a lost message."""
+    labels: dict[int, str] = {}
+    work = WORK_KINDS.get(kind)
+    if work is not None and work.describe is not None:
+        try:
+            labels = work.describe(list(object_ids))
+        except Exception:  # noqa: BLE001 — the message goes out whatever happened to its label
+            logger.warning("no label for the %s steps of %s", kind, list(object_ids), exc_info=True)
+    return {object_id: labels.get(object_id) or f"{kind} {object_id}" for object_id in object_ids}
+
+
+def _send(kind: str, object_id: int, queue: str, countdown: float | None = None, *, label: str = "") -> None:
     from omoi.celery import app
 
     work = WORK_KINDS[kind]
-    options: dict = {"argsrepr": f"({kind} {object_id})"}
+    options: dict = {"argsrepr": label or work_labels(kind, [object_id])[object_id], "kwargsrepr": ""}
     if queue:
         options["queue"] = queue
     if countdown:
@@ -150,8 +169,17 @@ def work_enqueue_many(*, kind: str, object_ids: list[int], queue: str | None = N
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted = [int(row[0]) for row in cursor.fetchall()]
-    for object_id in inserted:
-        _send_on_commit(kind, object_id, routes[object_id])
+    if inserted:
+
+        def send_all() -> None:
+            labels = work_labels(kind, inserted)  # one query for the labels of all
+            for object_id in inserted:
+                try:
+                    _send(kind, object_id, routes[object_id], label=labels[object_id])
+                except Exception:  # noqa: BLE001 — as a robust on_commit: the reconciler sends it again
+                    logger.exception("sending the %s step of %s failed", kind, object_id)
+
+        transaction.on_commit(send_all, robust=True)
     return inserted
 
 

@@ -126,6 +126,10 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
     return JsonResponse({"detail": f"no API endpoint at {request.path}"}, status=404)
 
 
+# Every method is answered (the authorization matrix lists a route's methods from this).
+api_not_found.http_methods = ["get", "post", "put", "patch", "delete"]
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
         return api_not_found(request)

@@ -3,7 +3,9 @@ grow with its rows."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, Min, OuterRef, Prefetch, QuerySet, Subquery, Sum
+from decimal import Decimal
+
+from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
@@ -179,13 +181,43 @@ SPEC_TIMELINE_TYPES = (
     "spec.failed",
     "spec.branch_pushed",
     "spec.pull_request_opened",
+    "spec.pull_request_failed",
+    "spec.budget_changed",
+    "agent.message_queued",
+    "agent.message_injected",
+    "guardian.nudged",
+    "guardian.escalated",
+    "guardian.stopped",
+    "guardian.flagged",
 )
 
 
 def spec_timeline(*, spec_id: int) -> QuerySet[SandboxEvent]:
-    """The spec's own events (phases, status moves, approval, completion, the pull request), in
+    """The spec's own events (phases, status moves, approval, completion, the pull request), the
+    steering of its agents (messages, the guardian, the budget) and its tickets being blocked, in
     order: what happened to the spec, without every tool call."""
-    return SandboxEvent.objects.filter(spec_id=spec_id, type__in=SPEC_TIMELINE_TYPES).order_by("sequence")
+    return SandboxEvent.objects.filter(
+        Q(type__in=SPEC_TIMELINE_TYPES) | Q(type="ticket.transitioned", payload__to_phase=Phase.BLOCKED),
+        spec_id=spec_id,
+    ).order_by("sequence")
+
+
+def spec_budget(*, spec: Spec) -> dict[str, str]:
+    """The spec's budget as the API and the spec page show it: its limit (Spec.budget_usd, else
+    OMOI_SPEC_BUDGET_USD), what its model calls cost so far, what calls being made now hold, and
+    what remains (never below zero). One query."""
+    from omoi.budgets import budget_state
+    from tickets.services.execution.runs import spec_budget_usd
+
+    state = budget_state(f"spec:{spec.pk}")
+    limit = spec_budget_usd(spec)
+    spent, reserved = Decimal(state["spent_usd"]), Decimal(state["reserved_usd"])
+    return {
+        "limit_usd": str(limit),
+        "spent_usd": str(spent),
+        "reserved_usd": str(reserved),
+        "remaining_usd": str(max(limit - spent - reserved, Decimal(0))),
+    }
 
 
 def spec_transcripts(*, spec_id: int, kind: str | None = AgentRunKind.PLANNING) -> QuerySet[AgentRun]:

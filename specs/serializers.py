@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from sandboxes.models import AgentRun, SandboxEvent
 from specs.models import EarsType, Spec, SpecAcceptanceCriterion, SpecRequirement, SpecTask
-from specs.selectors import DETAIL_PHASE_DATA, spec_usage
+from specs.selectors import DETAIL_PHASE_DATA, spec_budget, spec_usage
 from tickets.models import Priority
 
 
@@ -219,20 +219,7 @@ class SpecSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(SpecBudgetSerializer)
     def get_budget(self, spec: Spec) -> dict:
-        from decimal import Decimal
-
-        from omoi.budgets import budget_state
-        from tickets.services.execution.runs import spec_budget_usd
-
-        state = budget_state(f"spec:{spec.pk}")
-        limit = spec_budget_usd(spec)
-        spent, reserved = Decimal(state["spent_usd"]), Decimal(state["reserved_usd"])
-        return {
-            "limit_usd": str(limit),
-            "spent_usd": str(spent),
-            "reserved_usd": str(reserved),
-            "remaining_usd": str(max(limit - spent - reserved, Decimal(0))),
-        }
+        return spec_budget(spec=spec)
 
 
 class SpecLaunchSerializer(serializers.Serializer):

@@ -1,11 +1,15 @@
 """The authorization matrix, built from the URL configuration: every route and method has an entry
 below, or this test fails (a new route cannot be forgotten). For each one:
 
-- anonymous requests get 401 (public routes say so in their entry);
+- anonymous requests get 401 (public routes say so in their entry); a web page sends them to the
+  login page instead;
 - another user's objects are a 404 on every method and action, answered exactly as for an id that
   does not exist; lists and filters show nothing of theirs and answer for their project exactly
   as for a project that does not exist;
 - a member of the project (not its owner) gets what the route promises.
+
+API routes are called with a token, web pages (`page=True`) with a logged-in session and form data,
+as a browser sends them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from sandboxes.models import AgentRun
 from tests.conftest import client_for, make_git_repository
 from tests.factories import (
     ProjectFactory,
@@ -47,6 +52,11 @@ class Entry:
     foreign: str = "object"
     public: bool = False  # anonymous requests are served (no 401)
     anonymous: int = 401
+    page: bool = False  # a web page: session login, form data; anonymous requests go to the login page
+
+
+def page(path: str, member: int, body: dict | None = None, foreign: str = "object", **options) -> Entry:
+    return Entry(path, member, body or {}, foreign, page=True, **options)
 
 
 MATRIX: dict[tuple[str, str], Entry] = {
@@ -102,6 +112,36 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("spec-budget", "post"): Entry("/api/v1/specs/{spec}/budget", 200, {"budget_usd": "12.50"}),
     ("spec-tasks", "get"): Entry("/api/v1/specs/{spec}/tasks", 200),
     ("spec-requirement", "patch"): Entry("/api/v1/specs/{spec}/requirements/REQ-001", 200, {"title": "Renamed"}),
+    # Under the test client (WSGI) the stream sends the events there are and ends.
+    ("spec-stream", "get"): Entry("/api/v1/specs/{spec}/stream", 200),
+    # Paths under /api/ that name no endpoint: a JSON 404 for everyone, whatever the method.
+    **{
+        ("api-not-found", method): Entry("/api/v1/nothing-here", 404, foreign="own", public=True, anonymous=404)
+        for method in ("get", "post", "put", "patch", "delete")
+    },
+    # The web application. Forms answer with a redirect (and a message on the next page), also when
+    # the service refuses: the spec is planned, not planning, so a message to it is refused.
+    ("web:login", "get"): page("/login/", 302, foreign="own", public=True, anonymous=200),
+    ("web:login", "post"): page("/login/", 302, {"username": "x", "password": "y"}, "own", public=True, anonymous=200),
+    ("web:login", "put"): page("/login/", 302, foreign="own", public=True, anonymous=200),
+    ("web:logout", "post"): page("/logout/", 302, foreign="own", public=True, anonymous=302),
+    ("web:projects", "get"): page("/", 200, foreign="own"),
+    ("web:projects", "post"): page("/", 302, {"name": "new", "repository": "{repository}"}, "own"),
+    ("web:project", "get"): page("/projects/{project}/", 200),
+    ("web:project", "post"): page("/projects/{project}/", 302, {"idea": "Add tags"}),
+    ("web:project-board", "get"): page("/projects/{project}/board/", 200),
+    ("web:project-board-cards", "get"): page("/projects/{project}/board/cards", 200),
+    ("web:spec", "get"): page("/specs/{spec}/", 200),
+    ("web:spec-body", "get"): page("/specs/{spec}/body", 200),
+    ("web:spec-board", "get"): page("/specs/{spec}/board/", 200),
+    ("web:spec-board-cards", "get"): page("/specs/{spec}/board/cards", 200),
+    ("web:spec-control", "post"): page("/specs/{spec}/cancel", 302),
+    ("web:spec-message", "post"): page("/specs/{spec}/message", 302, {"text": "Keep it small."}),
+    ("web:spec-budget", "post"): page("/specs/{spec}/budget", 302, {"budget_usd": "12.50"}),
+    ("web:run", "get"): page("/runs/{run}/", 200),
+    ("web:run-messages", "get"): page("/runs/{run}/messages", 200),
+    ("web:run-steering", "get"): page("/runs/{run}/steering", 200),
+    ("web:run-message", "post"): page("/runs/{run}/message", 302, {"text": "Use the helper in utils."}),
 }
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -128,11 +168,17 @@ def routes() -> set[tuple[str, str]]:
             # DRF adds "head" (served as GET) to the mapping once a route has been called.
             methods = set(actions) & set(HTTP_METHODS)
         elif view_class is not None:
-            methods = {method for method in HTTP_METHODS if hasattr(view_class, method)}
+            methods = {
+                method
+                for method in HTTP_METHODS
+                if hasattr(view_class, method) and method in view_class.http_method_names
+            }
         else:
-            methods = {"get"}
+            # A function view names its methods (web.views.allow); one that does not serves GET.
+            methods = set(getattr(callback, "http_methods", ["get"])) & set(HTTP_METHODS)
         assert pattern.name, f"the route {pattern.pattern} has no name: name it and add it to MATRIX"
-        found |= {(pattern.name, method) for method in methods}
+        name = f"{namespace}:{pattern.name}" if namespace else pattern.name
+        found |= {(name, method) for method in methods}
     return found
 
 
@@ -158,6 +204,7 @@ def world(user, repository_root, settings):
     blocked = make_ticket(project=project, phase=Phase.BLOCKED, previous_phase=Phase.DESIGN)
     task = TaskFactory(ticket=ticket, phase=Phase.DESIGN)
     failed_task = TaskFactory(ticket=ticket, phase=Phase.DESIGN, status="failed")
+    run = AgentRun.objects.create(kind="task", spec=spec, task=task, phase=task.phase, status="running")
     ids = {
         "project": project.pk,
         "spec": spec.pk,
@@ -166,6 +213,7 @@ def world(user, repository_root, settings):
         "blocked": blocked.pk,
         "task": task.pk,
         "failed_task": failed_task.pk,
+        "run": run.pk,
         "repository": str(repository),
     }
     return {"ids": ids, "member": member, "stranger": stranger}
@@ -181,7 +229,18 @@ def _fill(value, ids: dict):
 
 
 def _call(client: APIClient, method: str, entry: Entry, ids: dict):
-    return getattr(client, method)(_fill(entry.path, ids), _fill(entry.body, ids) or None, format="json")
+    return getattr(client, method)(
+        _fill(entry.path, ids), _fill(entry.body, ids) or None, format="multipart" if entry.page else "json"
+    )
+
+
+def _client(entry: Entry, user) -> APIClient:
+    """A client of `user`: a token for the API, a session for the web pages."""
+    if not entry.page:
+        return client_for(user)
+    client = APIClient()
+    client.force_login(user)
+    return client
 
 
 ENTRIES = sorted(MATRIX.items())
@@ -190,6 +249,10 @@ ENTRIES = sorted(MATRIX.items())
 @pytest.mark.parametrize(("route", "entry"), ENTRIES, ids=[f"{name} {method}" for (name, method), _ in ENTRIES])
 def test_anonymous_requests_are_refused(route, entry, world):
     response = _call(APIClient(), route[1], entry, world["ids"])
+    if entry.page and not entry.public:
+        path = _fill(entry.path, world["ids"])
+        assert (response.status_code, response["Location"]) == (302, f"/login/?next={path}")
+        return
     assert response.status_code == entry.anonymous
     if not entry.public:
         assert response.json()["detail"] == "Authentication credentials were not provided."
@@ -198,13 +261,17 @@ def test_anonymous_requests_are_refused(route, entry, world):
 @pytest.mark.parametrize(("route", "entry"), ENTRIES, ids=[f"{name} {method}" for (name, method), _ in ENTRIES])
 def test_another_users_objects_are_not_found(route, entry, world):
     method, ids = route[1], world["ids"]
-    stranger = client_for(world["stranger"])
+    stranger = _client(entry, world["stranger"])
     missing = {key: (MISSING if isinstance(value, int) else value) for key, value in ids.items()}
     if entry.foreign == "own":
         return  # nothing of another user is named: the member case below covers the route
     theirs = _call(stranger, method, entry, ids)
     nothing = _call(stranger, method, entry, missing)
     assert theirs.status_code == nothing.status_code
+    if entry.page:
+        # The same page as for an object that does not exist, and nothing of theirs done.
+        assert theirs.status_code == 404 and theirs.content == nothing.content
+        return
     # The same answer, but for the id it names.
     named = json.dumps(theirs.json()).replace(f"project {ids['project']} ", "project ID ")
     assert named == json.dumps(nothing.json()).replace(f"project {MISSING} ", "project ID ")
@@ -221,7 +288,7 @@ def test_another_users_objects_are_not_found(route, entry, world):
 
 @pytest.mark.parametrize(("route", "entry"), ENTRIES, ids=[f"{name} {method}" for (name, method), _ in ENTRIES])
 def test_a_member_gets_what_the_route_promises(route, entry, world):
-    client = APIClient() if entry.public else client_for(world["member"])
+    client = APIClient() if entry.public and not entry.page else _client(entry, world["member"])
     response = _call(client, route[1], entry, world["ids"])
     assert response.status_code == entry.member, (response.status_code, response.content[:500])
 

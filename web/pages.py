@@ -11,15 +11,17 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from sandboxes.models import AgentRun, AgentRunKind, SandboxEvent
+from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus, QueuedMessage, SandboxEvent
 from sandboxes.selectors import last_sequence, run_transcript
 from specs import selectors as spec_selectors
 from specs.models import Spec, SpecStatus
-from specs.services.planning import CANCELLABLE
+from specs.services.planning import CANCELLABLE, CONVERSATION_PHASES
 from tickets import selectors as ticket_selectors
-from tickets.models import Project, Task
+from tickets.models import Executor, Project, Task, TaskStatus
 
 VERIFICATION_TYPES = ("task.verification", "task.verification_failed", "task.verified", "task.failed")
+LIVE_RUN_STATUSES = (AgentRunStatus.RUNNING, AgentRunStatus.VERIFYING)
+MESSAGE_FIELDS = ("id", "source", "author", "text", "status", "run_id", "delivered_turn", "delivered_at", "created_at")
 
 
 def project_for(user, pk: int) -> Project:
@@ -119,11 +121,11 @@ def spec_page(spec: Spec) -> dict[str, Any]:
     usage = spec_selectors.spec_usage(spec_id=spec.pk)
     usage_by_phase = spec_selectors.spec_usage_by_phase(spec_id=spec.pk)
     tickets = _tickets_of(spec)
-    tasks = list(spec.tasks.all())
+    tasks = list(spec_selectors.spec_tasks(spec=spec))
     for task in tasks:
         ticket = getattr(task, "ticket", None)
         task.ticket_tasks = tickets[ticket.pk]["tasks"] if ticket else []
-    requirements = list(spec.requirements.all())
+    requirements = list(spec_selectors.spec_requirements(spec=spec))
     criteria = [c for r in requirements for c in r.criteria.all()]
     planning_runs = list(
         AgentRun.objects.filter(spec=spec, kind=AgentRunKind.PLANNING)
@@ -146,11 +148,31 @@ def spec_page(spec: Spec) -> dict[str, Any]:
         "tasks": tasks,
         "planning_runs": planning_runs,
         "design": design,
-        "exploration": (spec.phase_data or {}).get("explore") or {},
+        "exploration": getattr(spec, "phase_data_explore", None) or {},
         "controls": spec_controls(spec),
         "pull_request": pull_request_state(spec, timeline),
         "settled": spec.pk in spec_selectors.specs_settled([spec.pk]),
+        "budget": spec_selectors.spec_budget(spec=spec),
+        **spec_steering(spec),
     }
+
+
+def spec_steering(spec: Spec) -> dict[str, Any]:
+    """The spec's planning messages (an operator's, the guardian's to its planning runs), and
+    whether a new one would reach an agent: only while a planning phase holds a conversation, as
+    specs.services.planning.spec_message_send decides (a refused post shows its reason)."""
+    accepting = spec.status == SpecStatus.PLANNING and spec.current_phase in CONVERSATION_PHASES
+    if accepting:
+        why_not = ""
+    elif spec.status == SpecStatus.PLANNING:
+        why_not = f"The {spec.get_current_phase_display()} step holds no conversation with a model."
+    else:
+        why_not = (
+            "Messages reach the planning agent while a planning phase runs; "
+            f"this spec is {spec.get_status_display().lower()}."
+        )
+    messages = QueuedMessage.objects.filter(spec_id=spec.pk, task__isnull=True).only(*MESSAGE_FIELDS).order_by("id")
+    return {"steering": {"accepting": accepting, "why_not": why_not, "messages": list(messages)}}
 
 
 def board_page(*, project: Project, spec: Spec | None = None) -> dict[str, Any]:
@@ -215,7 +237,39 @@ def run_page(run: AgentRun) -> dict[str, Any]:
         "transcript_messages": list(enumerate(messages)),
         "message_count": len(messages),
         "verifications": verifications,
-        "live": run.status in ("running", "verifying"),
+        "live": run.status in LIVE_RUN_STATUSES,
+        **run_steering(run),
+    }
+
+
+def run_steering(run: AgentRun) -> dict[str, Any]:
+    """The messages of a run (an operator's to its task or, for a planning run, to its spec; the
+    guardian's to the run) with their state, the guardian's steps, and whether a new message would
+    reach the agent: while the run is live and its task (or its spec's planning phase) still takes
+    messages, as the services decide (a refused post shows their reason)."""
+    live = run.status in LIVE_RUN_STATUSES
+    audience = Q(run_id=run.pk)
+    if run.task_id is not None:
+        task = run.task
+        audience |= Q(run__isnull=True, task_id=run.task_id)
+        takes = task.executor == Executor.AGENT and task.status in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        refused = f"Task #{task.pk} is {task.get_status_display().lower()}: its agent takes no more messages."
+    else:
+        spec = run.spec
+        audience |= Q(run__isnull=True, task__isnull=True, spec_id=run.spec_id)
+        takes = spec is not None and spec.status == SpecStatus.PLANNING and spec.current_phase == run.phase
+        refused = "Its planning phase is over: the agent takes no more messages."
+    if not live:
+        refused = f"This run is {run.get_status_display().lower()}: it takes no more messages."
+    messages = QueuedMessage.objects.filter(audience).only(*MESSAGE_FIELDS).order_by("id")
+    guardian = [entry for entry in run.guardian_log if isinstance(entry, dict)]
+    return {
+        "steering": {
+            "accepting": live and takes,
+            "why_not": "" if live and takes else refused,
+            "messages": list(messages),
+            "guardian": guardian,
+        }
     }
 
 

@@ -20,7 +20,11 @@ urlpatterns = [
     path("specs/<int:pk>/body", views.spec_body, name="spec-body"),
     path("specs/<int:pk>/board/", views.spec_board, name="spec-board"),
     path("specs/<int:pk>/board/cards", views.spec_board_cards, name="spec-board-cards"),
+    path("specs/<int:pk>/message", views.spec_message, name="spec-message"),
+    path("specs/<int:pk>/budget", views.spec_budget, name="spec-budget"),
     path("specs/<int:pk>/<slug:control>", views.spec_control, name="spec-control"),
     path("runs/<int:pk>/", views.run, name="run"),
     path("runs/<int:pk>/messages", views.run_messages, name="run-messages"),
+    path("runs/<int:pk>/steering", views.run_steering, name="run-steering"),
+    path("runs/<int:pk>/message", views.run_message, name="run-message"),
 ]

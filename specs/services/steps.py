@@ -52,6 +52,19 @@ def spec_route(spec_id: int) -> str:
     return node_queue(node) if node else "planning"
 
 
+SPEC_STEP_WORDS = {S.PLANNING_COMPLETE: "bridge", S.EXECUTING: "progress", S.COMPLETED: "pull request"}
+
+
+def spec_labels(spec_ids: list[int]) -> dict[int, str]:
+    """Each spec's next step in words (Flower shows it as the step's arguments): "spec 3 planning
+    design", "spec 3 bridge", "spec 3 progress", "spec 3 pull request". One query."""
+    rows = Spec.objects.filter(pk__in=spec_ids).values_list("pk", "status", "current_phase")
+    return {
+        pk: f"spec {pk} " + (f"planning {phase}" if status == S.PLANNING else SPEC_STEP_WORDS.get(status, status))
+        for pk, status, phase in rows
+    }
+
+
 def spec_give_up(spec_id: int, error: str) -> None:
     """The spec's step failed too often: the spec fails where it is, with the error (a retry
     resumes it); a completed spec keeps its status and records why its pull request is missing."""
@@ -84,6 +97,7 @@ def register() -> None:
             route=spec_route,
             give_up=spec_give_up,
             lock=spec_lock,
+            describe=spec_labels,
         )
     )
     from omoi.reconcile import RULES, Rule

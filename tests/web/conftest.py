@@ -3,6 +3,7 @@ import os
 import pytest
 
 from tests.e2e.conftest import execution_env, fake_github  # noqa: F401 (fixtures shared with e2e)
+from tests.steering.conftest import sample_repository, steering  # noqa: F401 (fixtures shared with steering)
 from tests.web.server import ServerProcess
 
 

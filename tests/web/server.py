@@ -39,6 +39,10 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         environment = {**os.environ, "DATABASE_URL": database_url(), **self.extra_env}
+        if "DATABASE_URL" not in os.environ:
+            # The test process runs on the embedded default (DEBUG on); naming its test database
+            # to the server must not make the server start as production (as tests/worker.py).
+            environment.setdefault("DJANGO_DEBUG", "true")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

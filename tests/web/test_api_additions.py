@@ -6,12 +6,13 @@ import re
 import pytest
 from django.test import Client
 
-from sandboxes.models import AgentRun
+from omoi.leases import work_labels
 from sandboxes.services.events import event_record
 from specs.models import Spec
 from tests.conftest import client_for
-from tests.e2e.conftest import planned_spec
+from tests.e2e.conftest import make_sample_repository, planned_spec
 from tests.factories import ProjectFactory, UserFactory
+from tests.web.transcripts import run_with_transcript
 from tickets.models import Phase, PhaseGateResult, PhaseHistory, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +49,7 @@ def test_admin_pages_read_well(user):
     admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     spec = planned_spec(project=ProjectFactory(owner=user, name="textkit"), user=user)
     Spec.objects.filter(pk=spec.pk).update(phase_attempts={"explore": 1, "design": 2})
-    run = AgentRun.objects.create(
+    run = run_with_transcript(
         kind="planning", spec=spec, phase="explore", status="finished", turns=4, result={"commit": "abc"},
         messages=[{"role": "user", "content": "hi"}],
     )  # fmt: skip
@@ -109,3 +110,39 @@ def test_every_admin_page_renders(user):
         assert " object (" not in page.content.decode(), meta.label
         checked += 1
     assert checked >= 12
+
+
+def test_each_step_s_message_names_what_the_step_is_for_flower(
+    user, monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """Flower shows a task's arguments as the message's argsrepr: a step names its spec or ticket
+    and what it is about to do, not a bare id."""
+    from omoi.celery import app
+    from specs.services.bridge import spec_execute
+    from specs.services.planning import spec_launch
+
+    settings.OMOI_REPOS_DIR = tmp_path / "repos"
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, **options: sent.append((name, args, options)))
+    repository = make_sample_repository(tmp_path / "textkit")
+    project = ProjectFactory(owner=user, name="textkit", repository=str(repository))
+    with django_capture_on_commit_callbacks(execute=True):
+        launched = spec_launch(project_id=project.pk, user=user, idea="Add word statistics")
+    planned = planned_spec(project=project, user=user)
+    with django_capture_on_commit_callbacks(execute=True):
+        spec_execute(spec_id=planned.pk, actor="test")
+
+    tickets = {t.spec_task.key: t.pk for t in Ticket.objects.filter(spec=planned).select_related("spec_task")}
+    first = tickets["TSK-001"]  # TSK-002 waits for it: no step yet
+    assert [(name, args, options["argsrepr"], options["kwargsrepr"]) for name, args, options in sent] == [
+        ("specs.tasks.spec_step_task", [launched.pk], f"spec {launched.pk} planning explore", ""),
+        ("tickets.tasks.ticket_step_task", [first], f"ticket {first} TSK-001 REQUIREMENTS analyze_requirements", ""),
+    ]
+    # Labels are read when the message is sent, for many objects at once; a missing one reads as before.
+    loose = Ticket.objects.create(project=project, user=user, title="Loose", phase=Phase.BACKLOG)
+    assert work_labels("spec", [planned.pk, launched.pk, 999_999]) == {
+        planned.pk: f"spec {planned.pk} progress",
+        launched.pk: f"spec {launched.pk} planning explore",
+        999_999: "spec 999999",
+    }
+    assert work_labels("ticket", [loose.pk]) == {loose.pk: f"ticket {loose.pk} BACKLOG"}

@@ -16,10 +16,13 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from sandboxes.models import AgentRun, SandboxEvent
+from sandboxes.models import AgentRun, QueuedMessage, SandboxEvent
 from sandboxes.services.events import event_record
 from specs.models import Spec
 from tests.e2e.conftest import make_sample_repository
+from tests.steering.test_messages import GUIDANCE, step_until
+from tests.support.steps import drain
+from tests.web.transcripts import run_with_transcript, transcript_append
 from tickets.models import Project, Task, Ticket
 
 IDEA = "Add word statistics to textkit: count the words in a text and list its most frequent words."
@@ -77,6 +80,7 @@ def test_launch_approve_and_watch_the_board_live(
     chromium, asgi_server, start_worker, fake_github, execution_env, tmp_path
 ):
     repository = make_sample_repository(tmp_path / "textkit")
+    fake_github.git.seed("acme/textkit", repository)  # GitHub has the repository and its main
     environment = {
         **execution_env,
         "OMOI_REPLAY_SCRIPT": str(SCRIPT),
@@ -142,6 +146,8 @@ def test_launch_approve_and_watch_the_board_live(
     assert driver.execute_script("return window.omoiMarker") == "approved page"
     href = driver.execute_script("return document.getElementById('pull-request').href")
     assert href == fake_github.pulls[0]["html_url"]
+    spec.refresh_from_db()
+    assert fake_github.branch_exists("acme/textkit", spec.branch_name)
     assert _text(driver, "#spec-status") == "Completed"
     for column in ("BACKLOG", "REQUIREMENTS", "DESIGN", "IMPLEMENTATION", "TESTING", "DEPLOYMENT", "BLOCKED"):
         assert _cards(driver, column) == [], column
@@ -150,6 +156,13 @@ def test_launch_approve_and_watch_the_board_live(
         ".map(c => [c.dataset.column, c.querySelector('.count').textContent])"
     )
     assert dict(counts)["DONE"] == "2"
+    # Each planned task's status followed its ticket to the end, on the same page.
+    WebDriverWait(driver, 30, poll_frequency=0.3).until(
+        lambda d: (
+            [_text(d, f"#task-{key} td:nth-child(2)") for key in ("TSK-001", "TSK-002")] == ["Completed", "Completed"]
+        ),
+        message="the tasks' status did not follow their tickets",
+    )
 
     # The stream delivered each event once, in order, across the restart: exactly the spec's events
     # of the types the page listens to, from where the page started up to the last one received.
@@ -189,23 +202,24 @@ def test_a_running_agent_s_transcript_and_the_project_board_follow_events(chromi
     task = Task.objects.create(
         ticket=ticket, phase="IMPLEMENTATION", task_type="implement_feature", title="Implement", status="running"
     )
-    run = AgentRun.objects.create(
+    run = run_with_transcript(
         kind="task", spec=spec, task=task, phase="IMPLEMENTATION", messages=[{"role": "user", "content": "# Go"}]
     )
 
     driver.get(f"{server.url}/runs/{run.pk}/")
     driver.execute_script("window.omoiMarker = 'run page';")
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.omoiStreams[0].opened") >= 1)
-    run.messages = [
-        *run.messages,
-        {
-            "role": "assistant",
-            "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": "a.py"}}],
-        },
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "<b>print(1)</b>"}]},
-    ]
-    run.turns = 1
-    run.save()
+    transcript_append(
+        run,
+        [
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {"path": "a.py"}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "<b>print(1)</b>"}]},
+        ],
+    )
+    AgentRun.objects.filter(pk=run.pk).update(turns=1)
     common = {"spec_id": spec.pk, "ticket_id": ticket.pk, "task_id": task.pk}
     event_record(type="agent.turn", payload={"run": run.pk, "turn": 1}, **common)
     event_record(type="agent.tool_call", payload={"run": run.pk, "name": "read_file"}, **common)
@@ -230,3 +244,52 @@ def test_a_running_agent_s_transcript_and_the_project_board_follow_events(chromi
     WebDriverWait(driver, 15, poll_frequency=0.2).until(lambda d: _cards(d, "TESTING") == [f"card-{ticket.pk}"])
     assert _cards(driver, "IMPLEMENTATION") == []
     assert driver.execute_script("return window.omoiMarker") == "board page"
+
+
+def test_a_message_typed_on_a_running_agent_s_page_reaches_it_at_its_next_turn(chromium, asgi_server, steering):
+    """The demo's agent runs TSK-001 (its steps in this process, as a worker would run them); on its
+    run's page a user types a message: it shows as pending, then, at the agent's next turn and
+    without a reload, as delivered, in the transcript where the model saw it; when the run is over
+    the box goes away."""
+    spec = steering({})
+    implement = {
+        "task__ticket__spec": spec,
+        "task__task_type": "implement_feature",
+        "task__ticket__spec_task__key": "TSK-001",
+    }
+    step_until(lambda: AgentRun.objects.filter(**implement, turns__gte=1).exists())
+    run = AgentRun.objects.get(**implement)
+    server = asgi_server()
+    driver = chromium
+    _log_in(driver, server)
+    spec.project.members.add(get_user_model().objects.get(username="carol"))
+
+    driver.get(f"{server.url}/runs/{run.pk}/")
+    assert driver.find_element(By.ID, "message-form").is_displayed()
+    _fill(driver, "text", GUIDANCE)
+    driver.find_element(By.ID, "send-message").click()
+    WebDriverWait(driver, 15).until(lambda d: "Message queued" in (_text(d, ".flash") or ""))
+    message = QueuedMessage.objects.get(task=run.task)
+    assert (message.status, message.author) == ("pending", "carol")
+    item = f"#queued-message-{message.pk}"
+    assert "Pending" in _text(driver, item) and "waits for the agent's next turn" in _text(driver, item)
+    driver.execute_script("window.omoiMarker = 'run page';")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.omoiStreams[0].opened") >= 1)
+
+    step_until(lambda: AgentRun.objects.get(pk=run.pk).turns >= 2)
+
+    WebDriverWait(driver, 15, poll_frequency=0.2).until(lambda d: "Delivered" in (_text(d, item) or ""))
+    assert f"delivered to run {run.pk} at turn 2" in _text(driver, item)
+    WebDriverWait(driver, 15, poll_frequency=0.2).until(lambda d: GUIDANCE in (_text(d, "#transcript") or ""))
+    assert driver.execute_script("return window.omoiMarker") == "run page"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.get_screenshot_as_file(str(SCREENSHOTS / "run.png"))
+
+    drain()  # the agent finishes; the ticket and the spec complete
+
+    WebDriverWait(driver, 15, poll_frequency=0.2).until(
+        lambda d: not d.find_element(By.ID, "message-form").is_displayed()
+    )
+    assert "This run is finished: it takes no more messages." in _text(driver, "#run-steering")
+    assert driver.execute_script("return window.omoiMarker") == "run page"
+    assert QueuedMessage.objects.get(pk=message.pk).delivered_turn == 2

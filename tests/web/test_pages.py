@@ -13,8 +13,11 @@ from omoi.models import LLMUsage
 from sandboxes.models import AgentRun
 from sandboxes.services.events import event_record
 from specs.models import Spec, SpecAcceptanceCriterion
+from tests.conftest import make_git_repository
 from tests.e2e.conftest import planned_spec
 from tests.factories import ProjectFactory, UserFactory
+from tests.support.steps import waiting_steps
+from tests.web.transcripts import run_with_transcript
 from tickets.models import Phase, Project, Task, Ticket
 
 HOSTILE = '<script>alert("owned")</script>'
@@ -54,7 +57,7 @@ def story(user, *, project=None) -> Spec:
         title="Implement",
         status="completed",
     )
-    AgentRun.objects.create(
+    run_with_transcript(
         kind="task",
         spec=spec,
         task=work,
@@ -180,7 +183,8 @@ def test_a_planned_spec_is_approved_from_its_page_through_the_service(
 
     spec.refresh_from_db()
     assert (spec.approved_by, approved.status_code) == (user, 200)
-    assert [c.func.__self__.name for c in callbacks] == ["specs.tasks.spec_execute_task"]
+    # The service recorded the spec's next step (the bridge) and sends it once, after commit.
+    assert waiting_steps() == [("spec", spec.pk)] and len(callbacks) == 1
     assert "Approved: its tasks become tickets." in approved.content.decode()
     again = browser.post(f"/specs/{spec.pk}/retry", follow=True).content.decode()
     assert "Retry refused: only a failed spec can be retried; this spec is planning_complete" in again
@@ -199,7 +203,8 @@ def test_forms_and_controls_need_the_csrf_token(user):
     assert launched.status_code == 302
 
 
-def test_creating_a_project_validates_like_the_api(browser, user, api):
+def test_creating_a_project_validates_like_the_api(browser, user, api, repository_root):
+    repository = make_git_repository(repository_root / "textkit")
     bad = browser.post("/", {"name": "  ", "repository": "/tmp/x", "github_repo": "not a repo"})
     api_bad = api.post("/api/v1/projects", {"name": "  ", "repository": "/tmp/x", "github_repo": "not a repo"})
 
@@ -211,12 +216,13 @@ def test_creating_a_project_validates_like_the_api(browser, user, api):
     assert not Project.objects.exists()
 
     created = browser.post(
-        "/", {"name": "textkit", "repository": "/tmp/textkit", "default_branch": "", "github_repo": "acme/textkit"}
+        "/", {"name": "textkit", "repository": str(repository), "default_branch": "", "github_repo": "acme/textkit"}
     )
     project = Project.objects.get()
     assert (created.status_code, created["Location"]) == (302, f"/projects/{project.pk}/")
     assert (project.owner, project.default_branch, project.github_repo) == (user, "main", "acme/textkit")
-    taken = browser.post("/", {"name": "textkit", "repository": "/tmp/other"})
+    assert project.repository == str(repository)
+    taken = browser.post("/", {"name": "textkit", "repository": str(repository)})
     assert "you already have a project named &#x27;textkit&#x27;" in taken.content.decode()
 
 

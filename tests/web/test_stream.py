@@ -5,6 +5,7 @@ idle (no database connection held by waiting streams)."""
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -115,20 +116,41 @@ def test_after_resumes_and_last_event_id_wins_over_it(asgi_server, user, cookies
     assert [f.id for f in by_header] == ["5", "6", None]
 
 
+def held_connections(server) -> int:
+    """Database connections the server process holds now (PostgreSQL: every other session on the
+    test database; SQLite: the server's open handles on the database file)."""
+    database = connection.settings_dict["NAME"]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+            )
+            return cursor.fetchone()[0]
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(database))
+
+
+def test_the_server_keeps_no_database_connection_once_its_requests_are_answered(asgi_server, user, cookies):
+    """Under ASGI each request's database work runs in a thread of its own: a persistent connection
+    would stay open per thread, and a burst of requests would exhaust the database's connections."""
+    spec = make_spec(user, events=3)
+    server = asgi_server()
+    url = f"{server.url}/api/v1/specs/{spec.pk}/events"
+
+    with httpx.Client(timeout=30, cookies=cookies, limits=httpx.Limits(max_connections=30)) as client:
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            answers = list(pool.map(lambda _: client.get(url).status_code, range(90)))
+
+    assert answers == [200] * 90
+    deadline = time.monotonic() + 5
+    while held_connections(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held_connections(server) == 0
+
+
 def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connection(asgi_server, user, cookies):
     spec = make_spec(user, events=2)
     server = asgi_server(env={"OMOI_STREAM_KEEPALIVE_S": "0.5"})
-    database = connection.settings_dict["NAME"]
-
-    def held_connections() -> int:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
-                )
-                return cursor.fetchone()[0]
-        fds = Path(f"/proc/{server.process.pid}/fd")
-        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(database))
 
     comments, samples = [], []
     responses = []
@@ -142,7 +164,7 @@ def test_an_idle_stream_gets_keep_alive_comments_and_holds_no_database_connectio
             for frame in frames(lines):
                 if frame.comment is not None:
                     comments.append(frame.comment)
-                    samples.append(held_connections())
+                    samples.append(held_connections(server))
                 else:
                     seen.append(frame.id)
                 if len(comments) == 6:

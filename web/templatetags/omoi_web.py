@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import template
@@ -142,6 +143,34 @@ def _phase(payload: dict[str, Any]) -> str:
     return str(payload.get("phase", "")).upper()
 
 
+GUARDIAN_STEPS = {
+    "guardian.nudged": "nudged",
+    "guardian.escalated": "warned again (escalated)",
+    "guardian.stopped": "stopped",
+}
+
+
+def _findings(findings: Any) -> str:
+    """A guardian's findings in words: each rule with what it saw."""
+    if not isinstance(findings, list) or not findings:
+        return ""
+    described = (f"{item.get('rule', '?')}: {item.get('evidence', '')}" for item in findings if isinstance(item, dict))
+    return "; ".join(described)
+
+
+def _guardian(event: Any, payload: dict[str, Any], kind: str) -> str:
+    line = f"Guardian {GUARDIAN_STEPS[kind]} run {payload.get('run', '?')} at turn {payload.get('turn', '?')}"
+    if kind == "guardian.stopped":
+        line += " as stuck; " + ("its ticket is blocked" if getattr(event, "task_id", None) else "its phase fails")
+    seen = _findings(payload.get("findings"))
+    return f"{line}: {seen}" if seen else line
+
+
+def _quoted(text: Any, limit: int = 200) -> str:
+    text = " ".join(str(text or "").split())
+    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+
+
 @register.filter
 def event_text(event: Any) -> str:
     """One readable line for an event (the spec timeline, the verifications)."""
@@ -190,6 +219,34 @@ def event_text(event: Any) -> str:
         "spec.failed": lambda: f"Failed: {payload.get('error') or payload.get('reason', '')}",
         "spec.branch_pushed": lambda: f"Branch {payload.get('branch')} pushed to {payload.get('repository')}",
         "spec.pull_request_opened": lambda: f"Pull request #{payload.get('number')} opened",
+        "spec.pull_request_failed": lambda: f"The pull request step kept failing: {payload.get('error', '')}",
+        "spec.budget_changed": lambda: f"Budget set to ${payload.get('budget_usd')} by {payload.get('actor', '?')}",
+        "agent.message_queued": lambda: (
+            f"Message from {payload.get('author') or '?'}"
+            + (f" to task #{event.task_id}" if getattr(event, "task_id", None) else " to the planning agent")
+            + f" queued: {_quoted(payload.get('text'))}"
+        ),
+        "agent.message_injected": lambda: (
+            ("The guardian's message" if payload.get("source") == "guardian" else "A message")
+            + f" delivered to run {payload.get('run', '?')}"
+            + (f" at turn {payload['turn']}" if "turn" in payload else "")
+            + f": {_quoted(payload.get('text'))}"
+        ),
+        "guardian.nudged": lambda: _guardian(event, payload, kind),
+        "guardian.escalated": lambda: _guardian(event, payload, kind),
+        "guardian.stopped": lambda: _guardian(event, payload, kind),
+        "guardian.flagged": lambda: (
+            f"Guardian flag on run {payload.get('run', '?')} ({payload.get('rule', '?')}, a warning only): "
+            f"{payload.get('evidence', '')}"
+        ),
+        "ticket.transitioned": lambda: (
+            f"Ticket #{getattr(event, 'ticket_id', '?')} {payload.get('from_phase')} → {payload.get('to_phase')}"
+            + (
+                f", blocked ({payload['blocked_reason']}): {payload.get('blocked_message', '')}"
+                if payload.get("blocked_reason")
+                else ""
+            )
+        ),
         "task.verification": lambda: (
             f"The host ran `{payload.get('command', '')}`: "
             + ("passed" if payload.get("passed") else "failed")
@@ -208,6 +265,33 @@ def event_text(event: Any) -> str:
         return describe()
     except (KeyError, TypeError, ValueError):
         return kind
+
+
+@register.filter
+def guardian_step(entry: Any) -> str:
+    """One step of a run's guardian log (AgentRun.guardian_log) in words."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    step, turn = entry.get("step"), entry.get("turn", "?")
+    if step == "flag":
+        return f"Turn {turn}: flagged ({entry.get('rule', '?')}, a warning only): {entry.get('evidence', '')}"
+    verb = {"nudge": "nudged the agent", "escalate": "warned again (escalated)", "stop": "stopped the run as stuck"}
+    seen = _findings(entry.get("findings"))
+    line = f"Turn {turn}: {verb.get(step, str(step))}"
+    return f"{line}: {seen}" if seen else line
+
+
+@register.filter
+def usd(value: Any) -> str:
+    """An amount of US dollars as people read it: cents always, more digits only where they count
+    ("0.04", "10.00", "0.001234")."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    text = f"{amount:.6f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
 
 
 @register.simple_tag

@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Case, OuterRef, Subquery, When
 
 from omoi.leases import Held, LeaseLost, WorkKind, lease_claim, work_enqueue, work_kind_register
 from omoi.nodes import node_queue
@@ -63,6 +64,25 @@ def ticket_route(ticket_id: int) -> str:
     return node_queue(node) if node else "execution"
 
 
+def ticket_labels(ticket_ids: list[int]) -> dict[int, str]:
+    """Each ticket's next step in words (Flower shows it as the step's arguments): "ticket 7
+    TSK-002 IMPLEMENTATION implement_feature" — its planned task, its phase and the task at work
+    there (the running one, else the next pending one). One query."""
+    at_work = (
+        Task.objects.filter(
+            ticket=OuterRef("pk"), phase=OuterRef("phase"), status__in=[TaskStatus.RUNNING, TaskStatus.PENDING]
+        )
+        .order_by(Case(When(status=TaskStatus.RUNNING, then=0), default=1), "id")
+        .values("task_type")[:1]
+    )
+    rows = (
+        Ticket.objects.filter(pk__in=ticket_ids)
+        .annotate(at_work=Subquery(at_work))
+        .values_list("pk", "spec_task__key", "phase", "at_work")
+    )
+    return {pk: " ".join(filter(None, [f"ticket {pk}", key, phase, task_type])) for pk, key, phase, task_type in rows}
+
+
 def ticket_give_up(ticket_id: int, error: str) -> None:
     """The ticket's step failed too often: its running task fails and the ticket is BLOCKED
     (environment) with the error, where people look, and its sandbox is released."""
@@ -88,6 +108,7 @@ def register() -> None:
             route=ticket_route,
             give_up=ticket_give_up,
             lock=ticket_lock,
+            describe=ticket_labels,
         )
     )
 

@@ -8,7 +8,11 @@
 
   var config = document.getElementById("omoi-streams");
   var board = document.getElementById("board");
-  var parts = Array.prototype.slice.call(document.querySelectorAll("[data-refresh-url]"));
+  var allParts = Array.prototype.slice.call(document.querySelectorAll("[data-refresh-url]"));
+  // Parts that name the events they follow (data-refresh-on: type prefixes) refresh on those only;
+  // the spec page's summary and details on the spec's own moves.
+  var parts = allParts.filter(function (part) { return !part.hasAttribute("data-refresh-on"); });
+  var steeringParts = allParts.filter(function (part) { return part.hasAttribute("data-refresh-on"); });
   var transcript = document.getElementById("transcript");
   var liveState = document.getElementById("live-state");
 
@@ -78,6 +82,39 @@
       replace(part, part.getAttribute("data-refresh-url"));
     });
   }, 400);
+
+  // A message form shows while its part says the agent takes messages (data-accepting); the
+  // form itself is never re-rendered, so a half-typed message survives every refresh.
+  function showForm(part) {
+    var form = document.getElementById(part.getAttribute("data-form") || "");
+    var state = part.querySelector("[data-accepting]");
+    if (form && state) form.hidden = state.getAttribute("data-accepting") !== "true";
+  }
+
+  function steeringRefresher(part) {
+    return debounce(function () {
+      replace(part, part.getAttribute("data-refresh-url"), function () { showForm(part); });
+    }, 300);
+  }
+
+  var steering = steeringParts.map(function (part) {
+    return {
+      part: part,
+      prefixes: part.getAttribute("data-refresh-on").split(/\s+/).filter(Boolean),
+      run: parseInt(part.getAttribute("data-run"), 10) || null,
+      task: parseInt(part.getAttribute("data-task"), 10) || null,
+      refresh: steeringRefresher(part)
+    };
+  });
+
+  function concerns(item, event) {
+    var type = event.type || "";
+    if (!item.prefixes.some(function (prefix) { return type.indexOf(prefix) === 0; })) return false;
+    if (!item.run) return true;  // a spec's part: every event of the spec
+    var payload = event.payload || {};
+    if (payload.run === item.run) return true;
+    return item.task ? event.task === item.task : !event.task;
+  }
 
   var refreshTranscript = transcript
     ? debounce(function () {
@@ -152,6 +189,9 @@
         type === "task.failed")) {
       refreshBody();
     }
+    steering.forEach(function (item) {
+      if (concerns(item, event)) item.refresh();
+    });
     if (transcript) {
       var run = parseInt(transcript.getAttribute("data-run"), 10);
       var task = parseInt(transcript.getAttribute("data-task"), 10);
@@ -172,6 +212,7 @@
     refreshBoard();
     refreshBody();
     refreshTranscript();
+    steering.forEach(function (item) { item.refresh(); });
   }
 
   if (config) {

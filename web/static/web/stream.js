@@ -18,7 +18,9 @@
     "ticket.created", "ticket.transitioned",
     "task.started", "task.verification", "task.verification_failed", "task.verified", "task.failed",
     "agent.started", "agent.turn", "agent.tool_call", "agent.tool_result", "agent.finished",
-    "agent.message_injected",
+    "agent.message_queued", "agent.message_injected",
+    "guardian.nudged", "guardian.escalated", "guardian.stopped", "guardian.flagged",
+    "spec.budget_changed", "spec.pull_request_failed",
     "sandbox.acquired", "sandbox.released", "sandbox.failed", "sandbox.refused",
     "sandbox.file_changed", "sandbox.command",
     "git.merged", "message"

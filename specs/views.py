@@ -247,7 +247,7 @@ class SpecViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         request=MessageCreateSerializer,
         responses={201: QueuedMessageSerializer, 200: QueuedMessageSerializer, **error_responses(409)},
     )
-    @action(detail=True, methods=["get", "post"], pagination_class=None)  # a plain list, as answered
+    @action(detail=True, methods=["get", "post"])
     def messages(self, request: Request, pk=None) -> Response:
         """Messages to the spec's planning agent. POST queues one while a planning phase runs,
         delivered exactly once at its next turn (201; 200 with the first message when its

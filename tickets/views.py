@@ -313,7 +313,7 @@ class TaskViewSet(viewsets.ReadOnlyModelViewSet):
         request=MessageCreateSerializer,
         responses={201: QueuedMessageSerializer, 200: QueuedMessageSerializer, **error_responses(409)},
     )
-    @action(detail=True, methods=["get", "post"], pagination_class=None)  # a plain list, as answered
+    @action(detail=True, methods=["get", "post"])
     def messages(self, request: Request, pk=None) -> Response:
         """Messages to the task's agent. POST queues one, delivered exactly once at the run's next turn
         (201; 200 with the first message when its idempotency_key was seen; 409 when the task's run is

@@ -32,16 +32,22 @@ def test_execute_tasks_makes_one_ticket_per_planned_task_once(api, user, project
     assert second.status_code == 200
     tickets = list(Ticket.objects.filter(spec=spec).select_related("spec_task").order_by("id"))
     assert [(t.spec_task.key, t.phase, t.user_id, t.priority) for t in tickets] == [
-        ("TSK-001", "REQUIREMENTS", user.pk, "high"),
+        # TSK-001 can start: its planned documents were taken from the spec, its agent is next.
+        ("TSK-001", "IMPLEMENTATION", user.pk, "high"),
+        # TSK-002 waits for TSK-001 in REQUIREMENTS.
         ("TSK-002", "REQUIREMENTS", user.pk, "medium"),
     ]
     assert list(tickets[1].dependencies.all()) == [tickets[0]]
-    assert Task.objects.filter(ticket__spec=spec, task_type="analyze_requirements").count() == 2
+    assert dict(
+        Task.objects.filter(ticket__spec=spec, task_type="analyze_requirements").values_list("ticket_id", "status")
+    ) == {tickets[0].pk: "completed", tickets[1].pk: "pending"}
     assert list(PhaseHistory.objects.filter(ticket=tickets[0]).values_list("from_phase", "to_phase")) == [
         ("", "BACKLOG"),
         ("BACKLOG", "REQUIREMENTS"),
+        ("REQUIREMENTS", "DESIGN"),
+        ("DESIGN", "IMPLEMENTATION"),
     ]
-    assert PhaseHistory.objects.filter(ticket__spec=spec).count() == 4
+    assert PhaseHistory.objects.filter(ticket__spec=spec).count() == 6
     spec.refresh_from_db()
     assert spec.branch_name.startswith(f"omoi/spec-{spec.pk}-")
     main = git.git_run("rev-parse", "main", cwd=project.repository).strip()
@@ -132,7 +138,7 @@ def test_retry_resumes_a_spec_whose_execution_failed(api, user, project):
     assert response.json()["status"] == "executing"
     assert response.json()["last_error"] == ""
     ticket.refresh_from_db()
-    assert ticket.phase == "REQUIREMENTS" and ticket.blocked_reason == ""
+    assert ticket.phase == "IMPLEMENTATION" and ticket.blocked_reason == ""  # where it was blocked
 
 
 def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
@@ -141,7 +147,7 @@ def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
 
     spec = planned_spec(project=project, user=user)
     spec_execute(spec_id=spec.pk, actor="test")
-    task = Task.objects.get(ticket__spec_task__key="TSK-001", task_type="analyze_requirements")
+    task = Task.objects.get(ticket__spec_task__key="TSK-001", task_type="implement_feature")
     Task.objects.filter(pk=task.pk).update(status="running")
     run = AgentRun.objects.create(kind="task", spec=spec, task=task, phase=task.phase, status="running")
 
@@ -149,7 +155,10 @@ def test_cancelling_an_executing_spec_stops_its_work(api, user, project):
 
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "cancelled"
-    assert set(Task.objects.filter(ticket__spec=spec).values_list("status", flat=True)) == {"cancelled"}
+    # Open tasks are cancelled; the planned documents stay what they were.
+    assert set(Task.objects.filter(ticket__spec=spec).exclude(task_type__in=["analyze_requirements", "create_design"])
+               .values_list("status", flat=True)) == {"cancelled"}  # fmt: skip
+    assert set(Task.objects.filter(ticket__spec=spec).values_list("status", flat=True)) == {"cancelled", "completed"}
     run.refresh_from_db()
     assert run.status == "cancelled"
     # The tickets' steps that were already on their way find the spec cancelled and do nothing.

@@ -203,8 +203,7 @@ def test_a_ticket_whose_step_is_given_up_releases_its_sandbox(user, sample_repos
         raise ValueError("a bug, not a passing trouble")
 
     monkeypatch.setattr(runs, "run_begin", broken)
-    Ticket.objects.filter(pk=ticket.pk).update(phase=Phase.IMPLEMENTATION)
-    Task.objects.create(ticket=ticket, phase=Phase.IMPLEMENTATION, task_type="implement_feature", executor="agent")
+    assert ticket.phase == Phase.IMPLEMENTATION  # the bridge took its planned documents from the spec
 
     assert run_step("ticket", ticket.pk) == "failed:gave_up"
 

@@ -136,7 +136,7 @@ def test_each_step_s_message_names_what_the_step_is_for_flower(
     first = tickets["TSK-001"]  # TSK-002 waits for it: no step yet
     assert [(name, args, options["argsrepr"], options["kwargsrepr"]) for name, args, options in sent] == [
         ("specs.tasks.spec_step_task", [launched.pk], f"spec {launched.pk} planning explore", ""),
-        ("tickets.tasks.ticket_step_task", [first], f"ticket {first} TSK-001 REQUIREMENTS analyze_requirements", ""),
+        ("tickets.tasks.ticket_step_task", [first], f"ticket {first} TSK-001 IMPLEMENTATION implement_feature", ""),
     ]
     # Labels are read when the message is sent, for many objects at once; a missing one reads as before.
     loose = Ticket.objects.create(project=project, user=user, title="Loose", phase=Phase.BACKLOG)

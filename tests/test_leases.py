@@ -46,7 +46,7 @@ def sends(monkeypatch):
     monkeypatch.setattr(
         leases,
         "_send",
-        lambda kind, object_id, queue, countdown=None: sent.append(
+        lambda kind, object_id, queue, countdown=None, label="": sent.append(
             (WORK_KINDS[kind].task_name, (object_id,), queue, countdown)
         ),
     )

@@ -77,7 +77,7 @@ def test_a_planning_spec_takes_a_message_from_its_page_and_shows_it_pending_then
     assert flash(sent) == ["Message queued: the agent reads it at its next turn."]
     assert flash(again) == [f"This form was sent already: message {message.pk} is pending."]
     # The same message the API lists: one service behind both.
-    assert [m["id"] for m in api.get(f"/api/v1/specs/{planning.pk}/messages").json()] == [message.pk]
+    assert [m["id"] for m in api.get(f"/api/v1/specs/{planning.pk}/messages").json()["results"]] == [message.pk]
     queued = SandboxEvent.objects.get(spec=planning, type="agent.message_queued")
     assert queued.payload["text"] == GUIDANCE
     pending = message_item(again.content.decode(), message)

@@ -1,7 +1,9 @@
 """A worker killed with SIGKILL in the middle of planning and again in the middle of an agent run,
-then restarted: the spec still completes, and nothing is duplicated (tickets, tasks, commits, the
-pull request). Recovery is the real one: beat's sweepers find the work whose message died with
-the worker and re-enqueue it; every step is idempotent."""
+each time replaced by a new machine (another node name): the spec still completes, and nothing is
+duplicated (tickets, tasks, commits, the pull request). Recovery is the real one: the reconciler
+on beat sees the dead node (its sandboxes are lost) and its expired leases, and sends the steps
+again; every step is idempotent. Only the lease is shortened (the node is dead after one lease
+period); the reconciler runs at its default interval."""
 
 import subprocess
 from collections import Counter
@@ -27,9 +29,7 @@ def test_killed_twice_the_spec_still_completes_without_duplicates(
         **execution_env,
         "OMOI_REPLAY_SCRIPT": write_script(tmp_path, sample_script()),
         "GITHUB_API_URL": fake_github.url,
-        "OMOI_SWEEP_INTERVAL_S": "1",
-        "OMOI_PLANNING_STUCK_AFTER_S": "4",
-        "OMOI_EXECUTION_STUCK_AFTER_S": "4",
+        "OMOI_LEASE_S": "3",
     }
     fake_github.git.seed("acme/textkit", sample_repository)  # GitHub has the repository and its main
     project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")

@@ -69,9 +69,17 @@ def _release(reservation: BudgetReservation) -> None:
     reservation.delete()
 
 
-def _lock_accounts(ordered: list[Account]) -> dict[str, BudgetAccount]:
-    """Create the accounts that do not exist yet, bring their limits up to date and lock them, in
-    one statement (the upsert takes each row's lock, in key order); then read them."""
+@dataclass
+class _Locked:
+    key: str
+    limit_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
+
+
+def _lock_accounts(ordered: list[Account]) -> dict[str, _Locked]:
+    """Create the accounts that do not exist yet, bring their limits up to date, lock them and read
+    them, in one statement (the upsert takes each row's lock, in key order)."""
     table = BudgetAccount._meta.db_table
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     rows = ", ".join(["(%s, %s, 0, 0, %s)"] * len(ordered))
@@ -81,10 +89,15 @@ def _lock_accounts(ordered: list[Account]) -> dict[str, BudgetAccount]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (key, limit_usd, spent_usd, reserved_usd, updated_at) VALUES {rows} "
-            f"ON CONFLICT (key) DO UPDATE SET limit_usd = EXCLUDED.limit_usd",
+            f"ON CONFLICT (key) DO UPDATE SET limit_usd = EXCLUDED.limit_usd "
+            f"RETURNING key, CAST(limit_usd AS TEXT), CAST(spent_usd AS TEXT), CAST(reserved_usd AS TEXT)",
             params,
         )
-    return {row.key: row for row in BudgetAccount.objects.filter(key__in=[account.key for account in ordered])}
+        found = cursor.fetchall()
+    return {
+        key: _Locked(key, *(Decimal(value).quantize(MICRO) for value in (limit, spent, reserved)))
+        for key, limit, spent, reserved in found
+    }
 
 
 @transaction.atomic

@@ -19,6 +19,7 @@ followed by one user message answering every call. A terminal call is answered l
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -140,9 +141,35 @@ def terminal_nudge(terminal_tools: set[str]) -> str:
 # --- the transcript ---------------------------------------------------------------------------
 
 
+# A worker takes turn after turn of the same runs: the transcripts it read last are kept (a few
+# per process), keyed by the run and its start, and only their last rows are read again.
+_transcripts: OrderedDict[tuple[int, Any], list[dict[str, Any]]] = OrderedDict()
+TRANSCRIPTS_KEPT = 16
+
+
 def run_messages(run: AgentRun) -> list[dict[str, Any]]:
-    """The run's transcript, oldest first, in one query."""
-    return run_transcript(run=run)
+    """The run's transcript, oldest first, in one query whose size does not grow with it: the
+    messages this process read before are reused, and the rows from the last one it knew are read
+    (that one may have been rewritten since: queued messages join the last user message; the
+    later ones are new, whoever wrote them)."""
+    key = (run.pk, run.started_at)
+    known = _transcripts.pop(key, None) or []
+    start = max(len(known) - 1, 0)
+    rows = list(
+        AgentMessage.objects.filter(run_id=run.pk, position__gte=start)
+        .order_by("position")
+        .values_list("position", "role", "content")
+    )
+    if [position for position, _role, _content in rows] != list(range(start, start + len(rows))) or (
+        start and not rows
+    ):
+        messages = run_transcript(run=run)  # not what this process knew: read it whole
+    else:
+        messages = [*known[:start], *({"role": role, "content": content} for _position, role, content in rows)]
+    _transcripts[key] = messages
+    while len(_transcripts) > TRANSCRIPTS_KEPT:
+        _transcripts.popitem(last=False)
+    return list(messages)
 
 
 def run_last_message(run: AgentRun) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from omoi.models import LLMUsage
 from sandboxes.guardian import ESCALATE, NUDGE, STOP, Assessment, assess
 from sandboxes.models import AgentRun, QueuedMessage
-from sandboxes.selectors import run_transcript
+from sandboxes.services.agent import run_messages
 from sandboxes.services.events import event_record, truncate_text
 
 
@@ -43,7 +43,7 @@ def guardian_review(
     event recorded); a stop is only answered (the caller ends the run and blocks the work)."""
     if not settings.OMOI_GUARDIAN_ENABLED or run.turns == 0:
         return Assessment(findings=[], step=0)
-    messages = run_transcript(run=run)
+    messages = run_messages(run)
     if changed_files is None:
         changed_files = files_written(messages)
     costs = [

@@ -436,3 +436,29 @@ def test_limit_reasons_name_the_limit_reached():
     run.cost_usd = Decimal("0.10")
     run.started_at = timezone.now() - timedelta(seconds=3601)
     assert agent_run_limit_reason(run, max_turns=40, max_cost_usd=5, max_seconds=3600) == "time limit reached (3600 s)"
+
+
+@pytest.mark.django_db
+def test_the_transcript_a_worker_keeps_sees_what_others_wrote_since():
+    """run_messages reuses what this process read, yet a message rewritten by another process (a
+    queued message joining the last user message) and messages it appended are read."""
+    from sandboxes.models import AgentMessage
+    from sandboxes.services.agent import run_messages
+
+    run = start_run()
+    first = run_messages(run)
+    assert [m["content"] for m in first] == ["TSK-001: make add() handle None."]
+    # Another process rewrites the last message and appends two more.
+    AgentMessage.objects.filter(run=run, position=0).update(content="TSK-001: make add() handle None. (and sub)")
+    AgentMessage.objects.bulk_create(
+        [
+            AgentMessage(run=run, position=1, role="assistant", content=[{"type": "text", "text": "On it."}]),
+            AgentMessage(run=run, position=2, role="user", content="Go on."),
+        ]
+    )
+    again = run_messages(run)
+    assert again == run_transcript(run=run)
+    assert [m["role"] for m in again] == ["user", "assistant", "user"]
+    assert again[0]["content"].endswith("(and sub)")
+    again.append({"role": "assistant", "content": "not stored"})  # a caller's list is its own
+    assert run_messages(run) == run_transcript(run=run)

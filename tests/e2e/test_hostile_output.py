@@ -55,7 +55,12 @@ def test_nul_bytes_from_a_command_and_a_file_leave_the_spec_completing(
     command_output = next(text for text in results if "before" in text)
     assert "after" in command_output and "\\u0000" not in command_output
     # A file with NUL bytes is answered as binary (the model is told so), not passed on.
-    assert any('"read_file", "is_error": true, "content": "blob.txt is a binary file"' in text for text in results)
+    payloads = SandboxEvent.objects.filter(spec=spec, type="agent.tool_result", task__task_type="implement_feature")
+    assert any(
+        (event.payload.get("name"), event.payload.get("is_error"), event.payload.get("content"))
+        == ("read_file", True, "blob.txt is a binary file")
+        for event in payloads
+    ), [event.payload for event in payloads]
     transcript = json.dumps(list(AgentMessage.objects.filter(run__spec=spec).values_list("content", flat=True)))
     assert "before" in transcript and "\\u0000" not in transcript
     # The scratch file never reached the branch.

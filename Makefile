@@ -18,11 +18,15 @@ demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py omoi demo $(DEMO_ARGS)
 
+# The suite runs in TEST_PROCESSES processes (pytest-xdist; tests/parallel.py keeps them apart),
+# then the tests that restart PostgreSQL or Redis run alone.
+TEST_PROCESSES ?= 2
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist worksteal -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: nothing selected
 
 format: venv
 	$(PY) -m ruff check --fix .

@@ -158,6 +158,7 @@ def _restart_postgres() -> None:
     connection.close()
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("service", ["redis", "postgresql"])
 def test_the_broker_or_the_database_restarted_mid_run_loses_nothing(
     service, start_worker, api, user, sample_repository, fake_github, faulty_env, tmp_path, settings

@@ -210,9 +210,9 @@ def leases_of_lost_incarnations(*, node: str, incarnation: str) -> int:
             handed += 1
     # Steps whose message the dead incarnation had taken from the broker but not yet claimed wait
     # with no message anywhere (Redis gives an unacknowledged message back only after its
-    # visibility timeout): send every step that has waited a moment again; a duplicate is harmless.
-    moment = now - timedelta(seconds=2)
-    for lease in Lease.objects.filter(owner="", enqueued_at__lt=moment).order_by("enqueued_at")[:1000]:
+    # visibility timeout): send every waiting step again, however recently it was sent (the one
+    # sent just before the crash is the likeliest to have been taken); a duplicate is harmless.
+    for lease in Lease.objects.filter(owner="", enqueued_at__lte=now).order_by("enqueued_at")[:1000]:
         if lease.not_before is None or lease.not_before <= now:
             lease_resend(lease)
             handed += 1

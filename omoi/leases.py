@@ -189,9 +189,10 @@ def _owner_name() -> str:
     return f"{prefix}{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def leases_of_lost_incarnations(*, node: str, incarnation: str) -> int:
+def leases_of_lost_incarnations(*, node: str, incarnation: str, restarted: bool = True) -> int:
     """Steps held by earlier incarnations of `node` (it was restarted: they are dead) go back to
-    waiting and are sent again now. Returns how many."""
+    waiting and are sent again now, and, when the node ran before (`restarted`), so is every waiting
+    step. Returns how many."""
     stale = Lease.objects.filter(owner__startswith=f"{node}#").exclude(
         owner__startswith=lease_owner_prefix(node, incarnation)
     )
@@ -212,7 +213,8 @@ def leases_of_lost_incarnations(*, node: str, incarnation: str) -> int:
     # with no message anywhere (Redis gives an unacknowledged message back only after its
     # visibility timeout): send every waiting step again, however recently it was sent (the one
     # sent just before the crash is the likeliest to have been taken); a duplicate is harmless.
-    for lease in Lease.objects.filter(owner="", enqueued_at__lte=now).order_by("enqueued_at")[:1000]:
+    waiting = Lease.objects.filter(owner="", enqueued_at__lt=now) if restarted else Lease.objects.none()
+    for lease in waiting.order_by("enqueued_at")[:1000]:
         if lease.not_before is None or lease.not_before <= now:
             lease_resend(lease)
             handed += 1

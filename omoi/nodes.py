@@ -80,7 +80,9 @@ def node_started(name: str) -> None:
     from omoi.leases import leases_of_lost_incarnations
     from omoi.models import WorkerNode
 
-    leases_of_lost_incarnations(node=name, incarnation=current_incarnation())
+    # A node that ran before may have died holding messages it had not claimed yet; a new one not.
+    restarted = WorkerNode.objects.filter(name=name).exists()
+    leases_of_lost_incarnations(node=name, incarnation=current_incarnation(), restarted=restarted)
     now = timezone.now()
     WorkerNode.objects.update_or_create(
         name=name,

@@ -47,6 +47,24 @@ def test_a_node_that_stops_beating_is_dead_and_one_that_beats_again_lives(settin
     assert nodes_alive(now=timezone.now() + timedelta(seconds=settings.OMOI_NODE_DEAD_S + 1)) == set()
 
 
+def test_a_restarted_node_sends_every_waiting_step_again_and_a_new_node_none(monkeypatch):
+    """A restarted worker may have died holding a message it had not claimed yet (Redis gives it
+    back only after its visibility timeout): every waiting step is sent again at once, however
+    recently it was sent; a node that never ran had taken nothing."""
+    from omoi import leases
+
+    sent = []
+    monkeypatch.setattr(leases, "_send", lambda kind, object_id, queue: sent.append((kind, object_id)))
+    spec = SpecFactory()
+    Lease.objects.create(kind="spec", object_id=spec.pk, owner="", enqueued_at=timezone.now() - timedelta(seconds=0.1))
+
+    node_started("fresh@host")
+    assert sent == []
+
+    node_started("fresh@host")  # the same node again: a restart
+    assert sent == [("spec", spec.pk)]
+
+
 def test_a_tickets_step_goes_to_the_node_of_its_sandbox_and_is_rerouted_when_it_lands_elsewhere(
     project, monkeypatch, capture_sends
 ):

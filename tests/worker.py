@@ -94,12 +94,13 @@ class WorkerProcess:
             return self  # a worker that may die at once (a fault point in its first step)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            exited = self.process.poll() is not None
             with open(self.log_path, "rb") as handle:
                 handle.seek(offset)
                 if b" ready." in handle.read():
-                    return self
+                    return self  # ready, though it may have died since (a fault point in its first step)
+            if exited:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
             time.sleep(0.2)
         raise RuntimeError(f"worker did not become ready in {timeout}s:\n{self.log()}")
 

@@ -8,6 +8,7 @@ reservation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -63,9 +64,30 @@ def project_day_key(project_id: int) -> str:
     return f"project:{project_id}:{timezone.now().date().isoformat()}"
 
 
+def _accounts_add(keys: list[str], *, reserved_usd: Decimal, spent_usd: Decimal = Decimal(0)) -> None:
+    """Add to the accounts' reserved and spent sums in one statement, taking their locks in key
+    order (budget_reserve's order: no deadlock between two runs)."""
+    keys = sorted(keys)
+    if not keys:
+        return
+    if connection.vendor != "postgresql":  # SQLite: one writer at a time, no row locks to order
+        BudgetAccount.objects.filter(key__in=keys).update(
+            reserved_usd=F("reserved_usd") + reserved_usd, spent_usd=F("spent_usd") + spent_usd
+        )
+        return
+    table = BudgetAccount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS account SET reserved_usd = account.reserved_usd + %s, "
+            f"spent_usd = account.spent_usd + %s "
+            f"FROM (SELECT key FROM {table} WHERE key = ANY(%s) ORDER BY key FOR UPDATE) AS locked "
+            f"WHERE account.key = locked.key",
+            [reserved_usd, spent_usd, keys],
+        )
+
+
 def _release(reservation: BudgetReservation) -> None:
-    for key in sorted(reservation.accounts):  # the lock order of budget_reserve
-        BudgetAccount.objects.filter(key=key).update(reserved_usd=F("reserved_usd") - reservation.amount_usd)
+    _accounts_add(reservation.accounts, reserved_usd=-reservation.amount_usd)
     reservation.delete()
 
 
@@ -77,25 +99,32 @@ class _Locked:
     reserved_usd: Decimal
 
 
-def _lock_accounts(ordered: list[Account]) -> dict[str, _Locked]:
-    """Create the accounts that do not exist yet, bring their limits up to date, lock them and read
-    them, in one statement (the upsert takes each row's lock, in key order)."""
+def _lock_accounts(ordered: list[Account], *, reserving: Decimal) -> dict[str, _Locked]:
+    """Create the accounts that do not exist yet, bring their limits up to date, add `reserving` to
+    what they hold reserved, lock them and read them, in one statement (the upsert takes each row's
+    lock, in key order). Returns each account as it was before `reserving` was added."""
     table = BudgetAccount._meta.db_table
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    rows = ", ".join(["(%s, %s, 0, 0, %s)"] * len(ordered))
+    rows = ", ".join(["(%s, %s, 0, %s, %s)"] * len(ordered))
     params: list = []
     for account in ordered:
-        params += [account.key, Decimal(account.limit_usd).quantize(MICRO), now]
+        params += [account.key, Decimal(account.limit_usd).quantize(MICRO), reserving, now]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (key, limit_usd, spent_usd, reserved_usd, updated_at) VALUES {rows} "
-            f"ON CONFLICT (key) DO UPDATE SET limit_usd = EXCLUDED.limit_usd "
+            f"ON CONFLICT (key) DO UPDATE SET limit_usd = EXCLUDED.limit_usd, "
+            f"reserved_usd = {table}.reserved_usd + EXCLUDED.reserved_usd "
             f"RETURNING key, CAST(limit_usd AS TEXT), CAST(spent_usd AS TEXT), CAST(reserved_usd AS TEXT)",
             params,
         )
         found = cursor.fetchall()
     return {
-        key: _Locked(key, *(Decimal(value).quantize(MICRO) for value in (limit, spent, reserved)))
+        key: _Locked(
+            key,
+            Decimal(limit).quantize(MICRO),
+            Decimal(spent).quantize(MICRO),
+            Decimal(reserved).quantize(MICRO) - reserving,
+        )
         for key, limit, spent, reserved in found
     }
 
@@ -107,7 +136,7 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
     amount_usd = Decimal(amount_usd).quantize(MICRO)
     stale = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
     ordered = sorted(accounts, key=lambda account: account.key)  # one lock order: no deadlock
-    locked = _lock_accounts(ordered)
+    locked = _lock_accounts(ordered, reserving=amount_usd)
     if stale is not None:
         for key in stale.accounts:
             if key in locked:
@@ -116,6 +145,7 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
     for account in ordered:
         row = locked[account.key]
         if row.spent_usd + row.reserved_usd + amount_usd > row.limit_usd:
+            _accounts_add(list(locked), reserved_usd=-amount_usd)  # this call's reservation, taken back
             return BudgetRefusal(
                 account=account,
                 spent_usd=row.spent_usd,
@@ -123,7 +153,6 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
                 limit_usd=row.limit_usd,
                 call_usd=amount_usd,
             )
-    BudgetAccount.objects.filter(key__in=list(locked)).update(reserved_usd=F("reserved_usd") + amount_usd)
     BudgetReservation.objects.create(agent_run_id=run_id, accounts=[a.key for a in ordered], amount_usd=amount_usd)
     return None
 
@@ -131,14 +160,17 @@ def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal)
 def budget_settle(*, run_id: int, cost_usd: Decimal) -> None:
     """Inside the turn's transaction: the run's reservation becomes the call's real cost."""
     cost_usd = Decimal(cost_usd).quantize(MICRO)
-    reservation = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
-    if reservation is None:
-        return
-    for key in sorted(reservation.accounts):  # the lock order of budget_reserve
-        BudgetAccount.objects.filter(key=key).update(
-            reserved_usd=F("reserved_usd") - reservation.amount_usd, spent_usd=F("spent_usd") + cost_usd
+    table = BudgetReservation._meta.db_table
+    with connection.cursor() as cursor:  # take the reservation and lock it out of reach at once
+        cursor.execute(
+            f"DELETE FROM {table} WHERE agent_run_id = %s RETURNING accounts, CAST(amount_usd AS TEXT)", [run_id]
         )
-    reservation.delete()
+        row = cursor.fetchone()
+    if row is None:
+        return
+    accounts, amount = row
+    keys = json.loads(accounts) if isinstance(accounts, str) else accounts
+    _accounts_add(keys, reserved_usd=-Decimal(amount).quantize(MICRO), spent_usd=cost_usd)
 
 
 def budget_release(*, run_id: int) -> None:

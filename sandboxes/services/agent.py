@@ -90,7 +90,7 @@ def call_estimate_usd(
 ) -> Decimal:
     """A call's worst-case cost: the input so far (over-counted at 3 characters a token) plus the
     whole output allowance, at the model's prices."""
-    characters = len(system) + len(json.dumps(messages, default=str)) + len(json.dumps(tools, default=str))
+    characters = len(system) + transcript_characters(messages) + len(json.dumps(tools, default=str))
     usage = Usage(input_tokens=characters // 3 + 1, output_tokens=int(settings.OMOI_LLM_MAX_TOKENS))
     return estimate_cost(model, usage)
 
@@ -142,9 +142,31 @@ def terminal_nudge(terminal_tools: set[str]) -> str:
 
 
 # A worker takes turn after turn of the same runs: the transcripts it read last are kept (a few
-# per process), keyed by the run and its start, and only their last rows are read again.
-_transcripts: OrderedDict[tuple[int, Any], list[dict[str, Any]]] = OrderedDict()
+# per process), keyed by the run and its start, and only their last rows are read again; with each
+# message, the length of its JSON (what a call's estimate counts), measured once.
+_transcripts: OrderedDict[tuple[int, Any], tuple[list[dict[str, Any]], list[int]]] = OrderedDict()
 TRANSCRIPTS_KEPT = 16
+
+
+def _json_length(message: dict[str, Any]) -> int:
+    return len(json.dumps(message, default=str))
+
+
+def transcript_characters(messages: list[dict[str, Any]]) -> int:
+    """len(json.dumps(messages)) without serializing again the messages whose length this process
+    measured when it read them (every message but the last is the object it cached; the last may
+    carry injected messages)."""
+    if not messages:
+        return 2
+    lengths: dict[int, int] = {}
+    for known, sizes in _transcripts.values():
+        if known and known[0] is messages[0]:
+            lengths = {id(message): size for message, size in zip(known, sizes, strict=True)}
+            break
+    total = 2 + 2 * (len(messages) - 1)  # the brackets and ", " between messages
+    for message in messages[:-1]:
+        total += lengths.get(id(message)) or _json_length(message)
+    return total + _json_length(messages[-1])
 
 
 def run_messages(run: AgentRun) -> list[dict[str, Any]]:
@@ -153,7 +175,7 @@ def run_messages(run: AgentRun) -> list[dict[str, Any]]:
     (that one may have been rewritten since: queued messages join the last user message; the
     later ones are new, whoever wrote them)."""
     key = (run.pk, run.started_at)
-    known = _transcripts.pop(key, None) or []
+    known, sizes = _transcripts.pop(key, None) or ([], [])
     start = max(len(known) - 1, 0)
     rows = list(
         AgentMessage.objects.filter(run_id=run.pk, position__gte=start)
@@ -164,9 +186,11 @@ def run_messages(run: AgentRun) -> list[dict[str, Any]]:
         start and not rows
     ):
         messages = run_transcript(run=run)  # not what this process knew: read it whole
+        sizes = [_json_length(message) for message in messages]
     else:
         messages = [*known[:start], *({"role": role, "content": content} for _position, role, content in rows)]
-    _transcripts[key] = messages
+        sizes = [*sizes[:start], *(_json_length(message) for message in messages[start:])]
+    _transcripts[key] = (messages, sizes)
     while len(_transcripts) > TRANSCRIPTS_KEPT:
         _transcripts.popitem(last=False)
     return list(messages)

@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -462,3 +463,27 @@ def test_the_transcript_a_worker_keeps_sees_what_others_wrote_since():
     assert again[0]["content"].endswith("(and sub)")
     again.append({"role": "assistant", "content": "not stored"})  # a caller's list is its own
     assert run_messages(run) == run_transcript(run=run)
+
+
+@pytest.mark.django_db
+def test_a_calls_estimate_counts_the_transcript_exactly_without_serializing_it_again():
+    """The worst-case estimate counts len(json.dumps(transcript)); the lengths of the messages a
+    worker cached are reused, and the last message (which may carry injected messages) and any
+    message not cached are measured."""
+    from sandboxes.models import AgentMessage
+    from sandboxes.services.agent import run_messages, transcript_characters
+
+    run = start_run()
+    AgentMessage.objects.bulk_create(
+        [
+            AgentMessage(run=run, position=1, role="assistant", content=[{"type": "text", "text": "Ünïcode ✓"}]),
+            AgentMessage(run=run, position=2, role="user", content=[{"type": "tool_result", "content": "x" * 500}]),
+        ]
+    )
+    messages = run_messages(run)
+    assert transcript_characters(messages) == len(json.dumps(messages, default=str))
+    injected = [*messages[:-1], {"role": "user", "content": "a longer last message, with an injection"}]
+    assert transcript_characters(injected) == len(json.dumps(injected, default=str))
+    elsewhere = [{"role": "user", "content": "not cached"}, *messages]
+    assert transcript_characters(elsewhere) == len(json.dumps(elsewhere, default=str))
+    assert transcript_characters([]) == len(json.dumps([]))

@@ -21,6 +21,7 @@ from unittest import mock
 
 from support import (
     Worker,
+    bare_chain,
     bench_user,
     done,
     percentile,
@@ -29,17 +30,6 @@ from support import (
     throwaway_database,
     wait_for_spec,
 )
-
-
-def bare_chain(hops: int) -> float:
-    from omoi.tasks import bench_hop_task
-
-    marker = Path(tempfile.mkdtemp(prefix="omoi-bench-hop-")) / "done"
-    started = time.time()
-    bench_hop_task.delay(hops - 1, str(marker))
-    while not marker.exists():
-        time.sleep(0.0002)
-    return time.time() - started
 
 
 def recording(send, times: list[float]):

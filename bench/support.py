@@ -181,3 +181,16 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def bare_chain(hops: int) -> float:
+    """The baseline: a chain of `hops` Celery tasks that do nothing but send the next one, on the
+    running worker and broker. Returns its wall time in seconds."""
+    from omoi.tasks import bench_hop_task
+
+    marker = Path(tempfile.mkdtemp(prefix="omoi-bench-hop-")) / "done"
+    started = time.perf_counter()
+    bench_hop_task.delay(hops - 1, str(marker))
+    while not marker.exists():
+        time.sleep(0.0002)
+    return time.perf_counter() - started

@@ -25,7 +25,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from support import Worker, bench_user, done, percentile, sample_repository, stack, throwaway_database, wait_for_spec
+from support import (
+    Worker,
+    bare_chain,
+    bench_user,
+    done,
+    percentile,
+    sample_repository,
+    stack,
+    throwaway_database,
+    wait_for_spec,
+)
 
 STEP_TASKS = ("specs.tasks.spec_step_task", "tickets.tasks.ticket_step_task")
 
@@ -43,17 +53,6 @@ def make_project(user, repository: Path, name: str):
     return Project.objects.create(
         owner=user, name=name, repository=str(repository), default_branch="main", test_command=TEST_COMMAND
     )
-
-
-def bare_chain(hops: int) -> float:
-    from omoi.tasks import bench_hop_task
-
-    marker = Path(tempfile.mkdtemp(prefix="omoi-bench-hop-")) / "done"
-    started = time.perf_counter()
-    bench_hop_task.delay(hops - 1, str(marker))
-    while not marker.exists():
-        time.sleep(0.0005)
-    return time.perf_counter() - started
 
 
 def step_durations(worker: Worker, offset: int) -> dict[str, list[float]]:

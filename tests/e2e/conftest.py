@@ -45,6 +45,33 @@ def execution_env(tmp_path, settings):
     return env
 
 
+def launch_sample(
+    api,
+    *,
+    user,
+    sample_repository: Path,
+    fake_github,
+    idea: str = "Add word statistics",
+    require_approval: bool = False,
+    **project_fields,
+) -> int:
+    """A project on the sample repository, pushed to acme/textkit on the fake GitHub, and an idea
+    launched on it through the API. Returns the spec's id."""
+    from tests.factories import ProjectFactory
+
+    fake_github.git.seed("acme/textkit", sample_repository)
+    project = ProjectFactory(
+        owner=user, repository=str(sample_repository), github_repo="acme/textkit", **project_fields
+    )
+    launched = api.post(
+        "/api/v1/specs/launch",
+        {"project": project.pk, "idea": idea, "require_approval": require_approval},
+        format="json",
+    )
+    assert launched.status_code == 201, launched.json()
+    return launched.json()["id"]
+
+
 def write_script(tmp_path: Path, script: dict, name: str = "script.json") -> str:
     path = tmp_path / name
     path.write_text(json.dumps(script))

@@ -15,9 +15,8 @@ import pytest
 from sandboxes import git
 from sandboxes.models import Sandbox, SandboxEvent, SandboxStatus
 from specs.models import Spec
-from tests.e2e.conftest import sample_script, write_script
+from tests.e2e.conftest import launch_sample, sample_script, write_script
 from tests.e2e.test_faults import assert_nothing_duplicated, run_until_completed
-from tests.factories import ProjectFactory
 from tests.worker import database_url, wait_for
 from tickets.models import Phase, Ticket
 
@@ -34,16 +33,6 @@ def daytona_env(execution_env, fake_daytona, fake_github, tmp_path, settings):
         "OMOI_REPLAY_SCRIPT": write_script(tmp_path, sample_script()),
         "GITHUB_API_URL": fake_github.url,
     }
-
-
-def launch(api, project, *, require_approval: bool) -> int:
-    launched = api.post(
-        "/api/v1/specs/launch",
-        {"project": project.pk, "idea": "Add word statistics", "require_approval": require_approval},
-        format="json",
-    )
-    assert launched.status_code == 201, launched.json()
-    return launched.json()["id"]
 
 
 def created(fake_daytona) -> list[dict]:
@@ -91,9 +80,10 @@ def test_an_idea_becomes_a_pull_request_with_daytona_sandboxes(
     start_worker, api, user, sample_repository, fake_github, fake_daytona, daytona_env, tmp_path
 ):
     worker = start_worker(env=daytona_env)
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command="")
-    spec_id = launch(api, project, require_approval=True)
+    spec_id = launch_sample(
+        api, user=user, sample_repository=sample_repository, fake_github=fake_github, require_approval=True,
+        test_command="",
+    )  # fmt: skip
 
     wait_for(
         lambda: Spec.objects.get(pk=spec_id).status == "planning_complete", timeout=120, worker=worker,
@@ -143,9 +133,7 @@ def test_a_worker_killed_holding_a_daytona_sandbox_finds_it_again(
 ):
     faults = tmp_path / "faults"
     env = {**daytona_env, "OMOI_LEASE_S": "3", "OMOI_FAULTS": "sandbox.command", "OMOI_FAULTS_DIR": str(faults)}
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
-    spec_id = launch(api, project, require_approval=False)
+    spec_id = launch_sample(api, user=user, sample_repository=sample_repository, fake_github=fake_github)
 
     spec, restarts = run_until_completed(start_worker, spec_id=spec_id, env=env, restarts_expected=1)
 

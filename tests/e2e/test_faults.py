@@ -24,8 +24,7 @@ from omoi.models import Lease, LLMUsage
 from sandboxes import git
 from sandboxes.models import AgentRun, SandboxEvent
 from specs.models import Spec
-from tests.e2e.conftest import sample_script, write_script
-from tests.factories import ProjectFactory
+from tests.e2e.conftest import launch_sample, sample_script, write_script
 from tickets.models import Phase, Task, Ticket
 
 pytestmark = pytest.mark.worker
@@ -119,18 +118,9 @@ def test_a_worker_killed_at_each_point_loses_nothing_and_duplicates_nothing(
 ):
     points = SCENARIOS[scenario]
     env = {**faulty_env, "OMOI_FAULTS": ",".join(points)}
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
-    launched = api.post(
-        "/api/v1/specs/launch",
-        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
-        format="json",
-    )
-    assert launched.status_code == 201, launched.json()
+    spec_id = launch_sample(api, user=user, sample_repository=sample_repository, fake_github=fake_github)
 
-    spec, restarts = run_until_completed(
-        start_worker, spec_id=launched.json()["id"], env=env, restarts_expected=len(points)
-    )
+    spec, restarts = run_until_completed(start_worker, spec_id=spec_id, env=env, restarts_expected=len(points))
 
     fired = sorted(path.name.removeprefix("fired-") for path in (tmp_path / "faults").iterdir())
     assert fired == sorted(points)
@@ -167,14 +157,7 @@ def test_the_broker_or_the_database_restarted_mid_run_loses_nothing(
         pytest.skip("the broker here is the embedded one (CELERY_BROKER_URL is not redis://)")
     if service == "postgresql" and not _on_postgres():
         pytest.skip("the database here is the embedded SQLite (DATABASE_URL is not PostgreSQL)")
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
-    launched = api.post(
-        "/api/v1/specs/launch",
-        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
-        format="json",
-    )
-    spec_id = launched.json()["id"]
+    spec_id = launch_sample(api, user=user, sample_repository=sample_repository, fake_github=fake_github)
     name = "steady@%h"
     worker = start_worker(env=faulty_env, beat=True, name=name)
     deadline = time.monotonic() + 90

@@ -9,8 +9,7 @@ import pytest
 
 from sandboxes.models import AgentMessage, SandboxEvent
 from specs.models import Spec
-from tests.e2e.conftest import sample_script, write_script
-from tests.factories import ProjectFactory
+from tests.e2e.conftest import launch_sample, sample_script, write_script
 from tests.support.steps import drain
 
 pytestmark = pytest.mark.django_db
@@ -31,18 +30,10 @@ def test_nul_bytes_from_a_command_and_a_file_leave_the_spec_completing(
     settings.GITHUB_API_URL = fake_github.url
     settings.OMOI_LLM_PROVIDER = "replay"
     settings.OMOI_REPLAY_SCRIPT = write_script(tmp_path, script)
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
-
-    launched = api.post(
-        "/api/v1/specs/launch",
-        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
-        format="json",
-    )
-    assert launched.status_code == 201, launched.json()
+    spec_id = launch_sample(api, user=user, sample_repository=sample_repository, fake_github=fake_github)
     drain()
 
-    spec = Spec.objects.get(pk=launched.json()["id"])
+    spec = Spec.objects.get(pk=spec_id)
     assert (spec.status, spec.last_error) == ("completed", "")
     assert spec.pull_request_number == 1
     # What the agent saw is kept, readable, without the NUL bytes.

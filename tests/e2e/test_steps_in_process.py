@@ -12,8 +12,7 @@ from omoi.reconcile import reconcile
 from sandboxes import git
 from sandboxes.models import AgentRun, Sandbox, SandboxEvent
 from specs.models import Spec, SpecAcceptanceCriterion
-from tests.e2e.conftest import sample_script, write_script
-from tests.factories import ProjectFactory
+from tests.e2e.conftest import launch_sample, sample_script, write_script
 from tests.support.steps import drain
 from tickets.models import Phase, Task, Ticket
 
@@ -26,18 +25,10 @@ def test_an_idea_becomes_a_pull_request_with_each_unit_of_work_done_once(
     settings.GITHUB_API_URL = fake_github.url
     settings.OMOI_LLM_PROVIDER = "replay"
     settings.OMOI_REPLAY_SCRIPT = write_script(tmp_path, sample_script())
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(owner=user, repository=str(sample_repository), github_repo="acme/textkit")
-
-    launched = api.post(
-        "/api/v1/specs/launch",
-        {"project": project.pk, "idea": "Add word statistics", "require_approval": False},
-        format="json",
-    )
-    assert launched.status_code == 201, launched.json()
+    spec_id = launch_sample(api, user=user, sample_repository=sample_repository, fake_github=fake_github)
     steps = drain()
 
-    spec = Spec.objects.get(pk=launched.json()["id"])
+    spec = Spec.objects.get(pk=spec_id)
     assert (spec.status, spec.progress, spec.last_error) == ("completed", 100, "")
     assert spec.pull_request_number == 1 and len(fake_github.pulls) == 1
     assert not [step for step in steps if step[2].startswith(("failed", "lost", "held", "stale"))], steps

@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from sandboxes import git
 from sandboxes.models import Sandbox, SandboxEvent
 from specs.models import Spec
-from tests.factories import ProjectFactory
+from tests.e2e.conftest import launch_sample
 from tests.support.generated import TEST_COMMAND, write_independent_tasks_script
 from tickets.models import Phase, Ticket
 
@@ -48,16 +48,10 @@ def common_env(tmp_path, fake_github, settings):
 
 
 def launch(api, user, sample_repository, fake_github) -> int:
-    fake_github.git.seed("acme/textkit", sample_repository)
-    project = ProjectFactory(
-        owner=user, repository=str(sample_repository), github_repo="acme/textkit", test_command=TEST_COMMAND
-    )
-    launched = api.post(
-        "/api/v1/specs/launch", {"project": project.pk, "idea": "Add six features", "require_approval": False},
-        format="json",
+    return launch_sample(
+        api, user=user, sample_repository=sample_repository, fake_github=fake_github, idea="Add six features",
+        test_command=TEST_COMMAND,
     )  # fmt: skip
-    assert launched.status_code == 201, launched.json()
-    return launched.json()["id"]
 
 
 def wait_for_pull_request(spec_id: int, workers, timeout: float = 240.0) -> Spec:

@@ -390,7 +390,7 @@ TASK_MOVE_PAIRS = [(a, b) for a in TaskStatus.values for b in TaskStatus.values 
 def test_task_status_changes_only_along_the_table(ticket_in, from_status, to_status):
     from django.db import transaction
 
-    from tickets.services.tasks import TASK_MOVES, task_transition
+    from tickets.services.task_transitions import TASK_MOVES, task_transition
 
     ticket = ticket_in(Phase.DESIGN)
     task = TaskFactory(ticket=ticket, task_type="create_design", status=from_status, attempts=1, error="earlier")
@@ -419,7 +419,7 @@ def test_task_status_changes_only_along_the_table(ticket_in, from_status, to_sta
 
 
 def test_the_task_table_has_no_way_out_of_a_final_status_but_a_new_pass():
-    from tickets.services.tasks import TASK_MOVES
+    from tickets.services.task_transitions import TASK_MOVES
 
     assert {status: sorted(moves) for status, moves in TASK_MOVES.items()} == {
         "pending": ["cancelled", "completed", "failed", "running"],

@@ -9,51 +9,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from tickets.errors import InvalidArtifact, InvalidTaskState
 from tickets.models import Phase, PhaseGateArtifact, Task, TaskStatus, Ticket
 from tickets.selectors import OPEN_TASK_STATUSES, open_tasks_exist, runnable_tasks, task_blockers
 from tickets.services.gates import artifact_validate
+from tickets.services.task_transitions import task_transition
 from tickets.templates import TaskTemplate, templates_for
-
-TASK_MOVES: dict[str, set[str]] = {
-    TaskStatus.PENDING: {TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED},
-    TaskStatus.RUNNING: {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED},
-    TaskStatus.COMPLETED: {TaskStatus.PENDING},  # a fresh pass through the phase
-    TaskStatus.FAILED: {TaskStatus.PENDING},  # a retry
-    TaskStatus.CANCELLED: {TaskStatus.PENDING},  # a retry
-}
-
-
-def task_transition(*, task: Task, to: str, error: str | None = None, fields: Iterable[str] = ()) -> Task:
-    """The one place Task.status changes. Inside the caller's transaction, with the task locked
-    (ticket first, then task): checks the move against TASK_MOVES, stamps the times it implies, and
-    saves the status with `fields` (other attributes the caller set). A move to where the task is
-    already is a no-op."""
-    if task.status == to:
-        return task
-    if to not in TASK_MOVES[task.status]:
-        raise InvalidTaskState(f"task #{task.pk} is {task.status}; it cannot become {to}")
-    now = timezone.now()
-    changed = {"status", "updated_at", *fields}
-    if to == TaskStatus.RUNNING:
-        task.attempts += 1
-        task.started_at = now
-        task.error = ""
-        changed |= {"attempts", "started_at", "error"}
-    elif to == TaskStatus.PENDING:
-        task.started_at = None
-        task.completed_at = None
-        task.error = ""
-        changed |= {"started_at", "completed_at", "error"}
-    else:
-        task.completed_at = now
-        task.error = "" if to == TaskStatus.COMPLETED else (error or task.error)
-        changed |= {"completed_at", "error"}
-    task.status = to
-    task.save(update_fields=sorted(changed))
-    return task
 
 
 def tasks_dispatch_runnable(*, ticket_ids: Iterable[int], task_ids: Iterable[int] | None = None) -> list[int]:

@@ -33,7 +33,7 @@ class Mixed(unittest.TestCase):
 
     @unittest.skip("later")
     def test_skip(self):
-        pass
+        self.fail("a skipped test never runs")
 
     @unittest.expectedFailure
     def test_xfail(self):
@@ -56,7 +56,7 @@ class Passing(unittest.TestCase):
 
     @unittest.skip("not today")
     def test_skipped(self):
-        pass
+        self.fail("a skipped test never runs")
 """
 
 PYTEST_MIXED = """
@@ -68,17 +68,17 @@ def broken():
     raise RuntimeError("fixture failed")
 
 def test_pass():
-    assert True
+    assert sum([1, 2]) == 3
 
 def test_fail():
     assert 1 == 2
 
 def test_setup_error(broken):
-    pass
+    assert broken is not None
 
 @pytest.mark.skip(reason="later")
 def test_skip():
-    pass
+    assert False, "a skipped test never runs"
 
 @pytest.mark.xfail
 def test_xfail():
@@ -86,11 +86,11 @@ def test_xfail():
 
 @pytest.mark.xfail
 def test_xpass():
-    assert True
+    assert 1 + 1 == 2
 
 @pytest.mark.xfail(strict=True)
 def test_xpass_strict():
-    assert True
+    assert 2 * 2 == 4
 
 def test_warns():
     warnings.warn("careful", UserWarning)

@@ -249,7 +249,8 @@ def _start(task: Task) -> str:
     from tickets.services.execution import runs
     from tickets.services.execution.host_steps import planned_complete, task_mode
     from tickets.services.execution.outcomes import task_event
-    from tickets.services.tasks import _lock, task_transition
+    from tickets.services.task_transitions import task_transition
+    from tickets.services.tasks import _lock
 
     mode = task_mode(task)
     # Where the run starts from, found before the locks (it may need this worker's mirror).

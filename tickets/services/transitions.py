@@ -145,18 +145,8 @@ def _ticket_transition(
 
         ticket_work_enqueue(ticket_id=ticket.pk)
 
-    event_record(
-        type="ticket.transitioned",
-        payload={
-            "from_phase": from_phase.value,
-            "to_phase": to.value,
-            "reason": reason,
-            "actor": actor,
-            "blocked_reason": ticket.blocked_reason,
-            "blocked_message": ticket.blocked_message,
-        },
-        spec_id=ticket.spec_id,
-        ticket_id=ticket.pk,
+    _transitioned_event(
+        ticket, from_phase, to, reason=reason, actor=actor, blocked=(ticket.blocked_reason, ticket.blocked_message)
     )
 
     if to == Phase.BLOCKED:
@@ -249,9 +239,6 @@ def tickets_start(*, ticket_ids: list[int], actor: str, reason: str = "started")
     statements: the same move as `ticket_transition` (BACKLOG has no gate and no context to keep),
     with its history, its tasks from templates and its events, and a step for every ticket whose
     dependencies are done. Returns the tickets moved."""
-    from omoi.leases import work_enqueue_many
-    from tickets.models import TicketDependency
-    from tickets.services.execution.dispatch import KIND
     from tickets.services.tasks import _task_fields
     from tickets.templates import templates_for
 
@@ -284,26 +271,41 @@ def tickets_start(*, ticket_ids: list[int], actor: str, reason: str = "started")
         ignore_conflicts=True,
     )
     for ticket in tickets:
-        event_record(
-            type="ticket.transitioned",
-            payload={
-                "from_phase": Phase.BACKLOG.value,
-                "to_phase": to.value,
-                "reason": reason,
-                "actor": actor,
-                "blocked_reason": "",
-                "blocked_message": "",
-            },
-            spec_id=ticket.spec_id,
-            ticket_id=ticket.pk,
-        )
+        _transitioned_event(ticket, Phase.BACKLOG, to, reason=reason, actor=actor)
+    _enqueue_unblocked(ids)
+    return ids
+
+
+def _transitioned_event(
+    ticket: Ticket, from_phase: str, to_phase: str, *, reason: str, actor: str, blocked: tuple[str, str] = ("", "")
+) -> None:
+    event_record(
+        type="ticket.transitioned",
+        payload={
+            "from_phase": Phase(from_phase).value,
+            "to_phase": Phase(to_phase).value,
+            "reason": reason,
+            "actor": actor,
+            "blocked_reason": blocked[0],
+            "blocked_message": blocked[1],
+        },
+        spec_id=ticket.spec_id,
+        ticket_id=ticket.pk,
+    )
+
+
+def _enqueue_unblocked(ticket_ids: list[int]) -> None:
+    """A step for each of these tickets whose dependencies are all DONE (the others wait for them)."""
+    from omoi.leases import work_enqueue_many
+    from tickets.models import TicketDependency
+    from tickets.services.execution.dispatch import KIND
+
     waiting = set(
-        TicketDependency.objects.filter(ticket_id__in=ids)
+        TicketDependency.objects.filter(ticket_id__in=ticket_ids)
         .exclude(depends_on__phase=Phase.DONE)
         .values_list("ticket_id", flat=True)
     )
-    work_enqueue_many(kind=KIND, object_ids=[i for i in ids if i not in waiting], queue="execution")
-    return ids
+    work_enqueue_many(kind=KIND, object_ids=[i for i in ticket_ids if i not in waiting], queue="execution")
 
 
 def tickets_fast_forward_planned(*, ticket_ids: list[int], actor: str, reason: str = "planned") -> list[int]:
@@ -315,11 +317,9 @@ def tickets_fast_forward_planned(*, ticket_ids: list[int], actor: str, reason: s
     context aggregated, its history written, the entered phase's tasks made from templates, its
     events recorded — done for all tickets at once. A ticket whose gate would not pass is left in
     BACKLOG for the step-by-step path (tickets_start). Returns the tickets moved."""
-    from omoi.leases import work_enqueue_many
     from tickets.gates import gate_judge
-    from tickets.models import GateStatus, PhaseGateResult, TicketDependency
+    from tickets.models import GateStatus, PhaseGateResult
     from tickets.services.context import phase_context_of
-    from tickets.services.execution.dispatch import KIND
     from tickets.services.execution.host_steps import PLANNED_TASK_TYPES, planned_document
     from tickets.services.tasks import _task_fields
     from tickets.templates import templates_for
@@ -427,25 +427,8 @@ def tickets_fast_forward_planned(*, ticket_ids: list[int], actor: str, reason: s
     )
     for ticket in moved.values():
         for left, entered in zip(path, path[1:], strict=False):
-            event_record(
-                type="ticket.transitioned",
-                payload={
-                    "from_phase": left.value,
-                    "to_phase": entered.value,
-                    "reason": reason,
-                    "actor": actor,
-                    "blocked_reason": "",
-                    "blocked_message": "",
-                },
-                spec_id=ticket.spec_id,
-                ticket_id=ticket.pk,
-            )
-    waiting = set(
-        TicketDependency.objects.filter(ticket_id__in=list(moved))
-        .exclude(depends_on__phase=Phase.DONE)
-        .values_list("ticket_id", flat=True)
-    )
-    work_enqueue_many(kind=KIND, object_ids=[i for i in moved if i not in waiting], queue="execution")
+            _transitioned_event(ticket, left, entered, reason=reason, actor=actor)
+    _enqueue_unblocked(list(moved))
     return list(moved)
 
 

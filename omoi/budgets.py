@@ -130,11 +130,14 @@ def _lock_accounts(ordered: list[Account], *, reserving: Decimal) -> dict[str, _
 
 
 @transaction.atomic
-def budget_reserve(*, run_id: int, accounts: list[Account], amount_usd: Decimal) -> BudgetRefusal | None:
+def budget_reserve(
+    *, run_id: int, accounts: list[Account], amount_usd: Decimal, fresh: bool = False
+) -> BudgetRefusal | None:
     """Reserve `amount_usd` for the run's next call on every account, or refuse (nothing reserved).
-    A reservation the run still holds (its last call never settled: a crash) is released first."""
+    A reservation the run still holds (its last call never settled: a crash) is released first;
+    `fresh`: the run was made in this transaction and holds none."""
     amount_usd = Decimal(amount_usd).quantize(MICRO)
-    stale = BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
+    stale = None if fresh else BudgetReservation.objects.select_for_update().filter(agent_run_id=run_id).first()
     ordered = sorted(accounts, key=lambda account: account.key)  # one lock order: no deadlock
     locked = _lock_accounts(ordered, reserving=amount_usd)
     if stale is not None:

@@ -3,13 +3,25 @@
 import os
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_ready
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omoi.settings")
 
 app = Celery("omoi")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["omoi", "sandboxes", "tickets", "specs"])
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _connections_checked(**kwargs) -> None:
+    """Around each task, as Django does around each request: a connection past CONN_MAX_AGE or
+    broken by an error is closed, and the next use of a kept one checks it first (health checks).
+    (Celery's own fixup would close every connection each time: celeryconfig sets
+    CELERY_DB_REUSE_MAX to stop it.)"""
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @celeryd_after_setup.connect

@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from omoi.models import Lease
@@ -114,6 +114,14 @@ VALUES (%s, %s, %s, '', %s, %s, %s, 0, 0, '', %s)
 ON CONFLICT (kind, object_id) DO UPDATE
 SET rerun = CASE WHEN omoi_lease.owner <> '' THEN %s ELSE omoi_lease.rerun END
 RETURNING token
+"""
+
+
+_CLAIM_SQL = """
+UPDATE omoi_lease SET owner = %s, expires_at = %s, claims = claims + 1, rerun = %s
+WHERE kind = %s AND object_id = %s
+  AND ((owner = '' AND (not_before IS NULL OR not_before <= %s)) OR (owner <> '' AND expires_at < %s))
+RETURNING claims
 """
 
 
@@ -387,17 +395,17 @@ def lease_claim(*, kind: str, object_id: int, create: bool = False) -> Held | No
             ],
             ignore_conflicts=True,
         )
-    due = (Q(owner="") & (Q(not_before__isnull=True) | Q(not_before__lte=now))) | Q(owner__gt="", expires_at__lt=now)
-    claimed = (
-        Lease.objects.filter(kind=kind, object_id=object_id)
-        .filter(due)
-        .update(owner=owner, expires_at=now + timedelta(seconds=ttl), claims=F("claims") + 1, rerun=False)
-    )
-    if not claimed:
+    # Due: waiting (and past its back-off), or held by someone whose lease expired. One statement
+    # claims it and answers how often it was claimed.
+    at = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [owner, at(now + timedelta(seconds=ttl)), False, kind, object_id, at(now), at(now)])
+        row = cursor.fetchone()
+    if row is None:
         return None
     held = Held(kind=kind, object_id=object_id, owner=owner, ttl=ttl)
-    claims = Lease.objects.filter(kind=kind, object_id=object_id, owner=owner).values_list("claims", flat=True).first()
-    if claims and claims > settings.OMOI_WORK_MAX_CLAIMS:
+    claims = row[0]
+    if claims > settings.OMOI_WORK_MAX_CLAIMS:
         held.fail(f"a worker was lost {claims - 1} times running this step", transient=False)
         return None
     return held

@@ -96,6 +96,41 @@ def call_estimate_usd(
 
 
 @dataclass
+class TurnInput:
+    """What a turn sends the model, read (and its call's worst case reserved) before the call: the
+    transcript with the queued messages joined to its last user message, those messages (marked
+    delivered in the turn's commit), and the budgets' refusal when an account is spent."""
+
+    messages: list[dict[str, Any]]
+    queued: list[QueuedMessage]
+    refusal: Any = None
+
+
+def agent_turn_prepare(
+    *,
+    run: AgentRun,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    accounts: list | None = None,
+    provider: LLMProvider | None = None,
+    fresh: bool = False,
+) -> TurnInput:
+    """Read the run's queued messages and reserve the call's worst-case cost on `accounts`. A
+    caller that begins a run calls it in the same transaction (`fresh`: the run holds no
+    reservation yet) and hands the result to agent_turn_run, so the first call costs one commit
+    fewer; agent_turn_run calls it itself otherwise (the reservation must commit before the call)."""
+    queued = _pending_messages(run) if messages else []
+    if queued:
+        messages = [*messages[:-1], _with_injected(messages[-1], queued)]
+    refusal = None
+    if accounts:
+        model = getattr(provider, "model", "") or settings.OMOI_MODEL
+        estimate = call_estimate_usd(system=run.system_prompt, messages=messages, tools=tools, model=model)
+        refusal = budget_reserve(run_id=run.pk, accounts=accounts, amount_usd=estimate, fresh=fresh)
+    return TurnInput(messages=messages, queued=queued, refusal=refusal)
+
+
+@dataclass
 class TurnOutcome:
     """What a turn came to. kind: "continue" (tool results appended; run the next turn), "terminal"
     (the model called a terminal tool: `name`, `input`, `tool_use_id`; answer it with
@@ -213,10 +248,13 @@ def _append(run: AgentRun, messages: list[dict[str, Any]]) -> None:
     run.message_count += len(messages)
 
 
-def pending_terminal_call(run: AgentRun, names: set[str]) -> dict[str, Any] | None:
+def pending_terminal_call(
+    run: AgentRun, names: set[str], messages: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
     """The terminal call (one of `names`) of the last assistant message, when it still waits for
-    its answer (a crash between the model's call and the host's reply)."""
-    last = run_last_message(run)
+    its answer (a crash between the model's call and the host's reply). `messages`: the run's
+    transcript when the caller has just read it."""
+    last = (messages[-1] if messages else None) if messages is not None else run_last_message(run)
     if not last or last["role"] != "assistant":
         return None
     for block in tool_uses_of(last.get("content") or []):
@@ -240,8 +278,9 @@ def agent_run_start(
     base_sha: str = "",
     ticket_id: int | None = None,
 ) -> AgentRun:
-    """A new run whose transcript is the first user message. Records `agent.started`."""
-    with transaction.atomic():
+    """A new run whose transcript is the first user message. Records `agent.started`. Inside a
+    caller's transaction it takes no savepoint of its own: a failure rolls the caller back."""
+    with transaction.atomic(savepoint=False):
         run = AgentRun.objects.create(
             kind=kind,
             spec_id=spec_id,
@@ -346,6 +385,8 @@ def agent_turn_run(
     provider: LLMProvider | None = None,
     before_tools: Callable[[], None] | None = None,
     accounts: list | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    prepared: TurnInput | None = None,
 ) -> TurnOutcome:
     """Run the next turn of `run` (loaded by the caller, which holds its step's lease): one model
     call, its tool calls, one commit. Messages queued for the run join the last user message, where
@@ -353,26 +394,24 @@ def agent_turn_run(
     `accounts` (omoi.budgets), the call's worst-case cost is reserved first (BudgetExceeded, no
     call, when an account is spent) and settled to its real cost in the commit. `before_tools`
     runs between the model call and the tools (the caller's check that its lease still lives: it
-    raises to stop). An LLMError from the provider propagates with nothing changed."""
+    raises to stop). An LLMError from the provider propagates with nothing changed. `messages`: the
+    run's transcript (run_messages) when the caller has just read it; `prepared`: the turn's input
+    when the caller read it and reserved its cost in the transaction that began the run."""
     if run.status != AgentRunStatus.RUNNING:
         return TurnOutcome(kind="stale", turns=run.turns)
-    messages = run_messages(run)
-    if len(messages) != run.message_count:
-        # `run` was loaded before another delivery committed a turn: this copy is late, and must
-        # neither call the model nor run tools for a turn it would not be allowed to commit.
-        return TurnOutcome(kind="stale", turns=run.turns)
-    if messages and messages[-1].get("role") == "assistant":
-        raise AgentRunError(f"agent run {run.pk} waits for agent_run_reply to its terminal tool call")
-    queued = _pending_messages(run) if messages else []
-    if queued:
-        messages = [*messages[:-1], _with_injected(messages[-1], queued)]
     provider = provider or get_provider()
-    if accounts:
-        model = getattr(provider, "model", "") or settings.OMOI_MODEL
-        estimate = call_estimate_usd(system=run.system_prompt, messages=messages, tools=tools, model=model)
-        refusal = budget_reserve(run_id=run.pk, accounts=accounts, amount_usd=estimate)
-        if refusal is not None:
-            raise BudgetExceeded(refusal)
+    if prepared is None:
+        messages = run_messages(run) if messages is None else list(messages)
+        if len(messages) != run.message_count:
+            # `run` was loaded before another delivery committed a turn: this copy is late, and must
+            # neither call the model nor run tools for a turn it would not be allowed to commit.
+            return TurnOutcome(kind="stale", turns=run.turns)
+        if messages and messages[-1].get("role") == "assistant":
+            raise AgentRunError(f"agent run {run.pk} waits for agent_run_reply to its terminal tool call")
+        prepared = agent_turn_prepare(run=run, messages=messages, tools=tools, accounts=accounts, provider=provider)
+    messages, queued = prepared.messages, prepared.queued
+    if prepared.refusal is not None:
+        raise BudgetExceeded(prepared.refusal)
     context = UsageContext(
         conversation_key=conversation_key,
         spec_id=run.spec_id,

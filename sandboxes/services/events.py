@@ -4,13 +4,15 @@ resumes a spec's stream with `after=N` because sequences grow by one per spec, w
 Call `event_record` inside the transaction that made the change it describes, so that an event
 exists exactly when its change does. Inside `events_batch()` the events of a block are buffered and
 written at its end in bulk: per spec, one counter statement takes a whole range of sequence
-numbers (`INSERT … ON CONFLICT … DO UPDATE … RETURNING`) and one INSERT writes the rows. The
-counter row stays locked until the transaction commits, which keeps each spec's sequence ordered and
-gap-free across concurrent writers.
+numbers (`INSERT … ON CONFLICT … DO UPDATE … RETURNING`) and one INSERT writes the rows; on
+PostgreSQL a batch of one spec's events is a single statement doing both. The counter row stays
+locked until the transaction commits, which keeps each spec's sequence ordered and gap-free across
+concurrent writers.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from omoi.text import storable, storable_json
 from sandboxes.models import SandboxEvent
@@ -53,6 +56,43 @@ def _take_sequences(spec_id: int, count: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_COUNTER_SQL, [spec_id, count, count])
         return int(cursor.fetchone()[0])
+
+
+# A batch of one spec's events on PostgreSQL: the counter's range and the rows in one statement.
+_BATCH_SQL = """
+WITH counter AS (
+    INSERT INTO sandboxes_eventcounter (spec_id, last_sequence) VALUES (%(spec)s, %(count)s)
+    ON CONFLICT (spec_id) DO UPDATE SET last_sequence = sandboxes_eventcounter.last_sequence + %(count)s
+    RETURNING last_sequence
+)
+INSERT INTO sandboxes_sandboxevent (sandbox_id, spec_id, ticket_id, task_id, type, payload, sequence, created_at)
+SELECT item.sandbox_id, %(spec)s, item.ticket_id, item.task_id, item.type, item.payload::jsonb,
+       counter.last_sequence - %(count)s + item.ordinal, %(now)s
+FROM counter,
+     unnest(%(sandboxes)s::bigint[], %(tickets)s::bigint[], %(tasks)s::bigint[], %(types)s::text[],
+            %(payloads)s::text[]) WITH ORDINALITY AS item(sandbox_id, ticket_id, task_id, type, payload, ordinal)
+"""
+
+
+def _write_batch(pending: list[_Pending]) -> None:
+    """Write a batch's events (inside its transaction): one statement when they are one spec's on
+    PostgreSQL, else as `_write` does."""
+    spec_ids = {item.spec_id for item in pending}
+    if connection.vendor != "postgresql" or len(spec_ids) != 1 or None in spec_ids:
+        _write(pending)
+        return
+    params = {
+        "spec": spec_ids.pop(),
+        "count": len(pending),
+        "now": timezone.now(),
+        "sandboxes": [item.sandbox_id for item in pending],
+        "tickets": [item.ticket_id for item in pending],
+        "tasks": [item.task_id for item in pending],
+        "types": [item.type for item in pending],
+        "payloads": [json.dumps(storable_json(item.payload)) for item in pending],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_BATCH_SQL, params)
 
 
 def _write(pending: list[_Pending]) -> list[SandboxEvent]:
@@ -106,7 +146,7 @@ def events_batch() -> Iterator[None]:
         finally:
             _buffer.items = None
         if items:
-            _write(items)
+            _write_batch(items)
 
 
 def event_record(

@@ -151,6 +151,11 @@ def ref_get(*, scope: str, name: str) -> str | None:
     return GitRef.objects.filter(scope=scope, name=name).values_list("sha", flat=True).first()
 
 
+def refs_get(*, scope: str, names: list[str]) -> dict[str, str]:
+    """Where each of the named branches of the scope points (those recorded), in one query."""
+    return dict(GitRef.objects.filter(scope=scope, name__in=names).values_list("name", "sha"))
+
+
 def ref_create(*, scope: str, name: str, sha: str, spec_id: int | None = None) -> str:
     """Record branch `name` at `sha` unless it exists; returns where it points."""
     try:

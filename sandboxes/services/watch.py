@@ -38,12 +38,13 @@ def guardian_review(
     planned_files: list[str] | None = None,
     changed_files: list[str] | None = None,
     changes_files: bool = True,
+    messages: list[dict] | None = None,
 ) -> Assessment:
     """Assess the run and act: a nudge or an escalation is queued for the coming turn (and its
     event recorded); a stop is only answered (the caller ends the run and blocks the work)."""
     if not settings.OMOI_GUARDIAN_ENABLED or run.turns == 0:
         return Assessment(findings=[], step=0)
-    messages = run_messages(run)
+    messages = run_messages(run) if messages is None else messages
     if changed_files is None:
         changed_files = files_written(messages)
     costs = [

@@ -202,7 +202,7 @@ def test_a_ticket_whose_step_is_given_up_releases_its_sandbox(user, sample_repos
     def broken(**kwargs):
         raise ValueError("a bug, not a passing trouble")
 
-    monkeypatch.setattr(runs, "run_begin", broken)
+    monkeypatch.setattr(runs, "run_begin_with_first_turn", broken)  # the step begins the run
     assert ticket.phase == Phase.IMPLEMENTATION  # the bridge took its planned documents from the spec
 
     assert run_step("ticket", ticket.pk) == "failed:gave_up"

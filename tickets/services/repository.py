@@ -100,30 +100,48 @@ def ticket_start_point(*, ticket: Ticket) -> StartPoint:
     base = base_branch_for(ticket)
     branch = ticket_branch_name(ticket)
     mirror = scope_mirror(scope=scope, project=ticket.project)
-    base_sha = gitstore.ref_get(scope=scope, name=base)
+    refs = gitstore.refs_get(scope=scope, names=[base, branch])
+    base_sha = refs.get(base)
     if base_sha is None:
         base_sha = gitstore.ref_create(
             scope=scope, name=base, sha=gitstore.resolve(mirror, ticket.project.default_branch), spec_id=ticket.spec_id
         )
-    sha = gitstore.ref_get(scope=scope, name=branch)
+    sha = refs.get(branch)
     if sha is None:
         sha = gitstore.ref_create(scope=scope, name=branch, sha=base_sha, spec_id=ticket.spec_id)
-    mirror = scope_mirror(scope=scope, project=ticket.project)
     gitstore.mirror_ensure_commits(scope=scope, path=mirror, shas=[sha])
     return StartPoint(mirror=mirror, scope=scope, base_branch=base, branch=branch, sha=sha)
 
 
-def ticket_branch_sha(*, ticket: Ticket) -> str:
-    """Where the ticket's branch is: from the database alone when the branch (or its base) is
-    recorded, the common case; else through this worker's mirror."""
-    scope = ticket_scope(ticket)
-    sha = gitstore.ref_get(scope=scope, name=ticket_branch_name(ticket))
-    if sha is not None:
-        return sha
-    base = gitstore.ref_get(scope=scope, name=base_branch_for(ticket))
-    if base is not None:
-        return gitstore.ref_create(scope=scope, name=ticket_branch_name(ticket), sha=base, spec_id=ticket.spec_id)
-    return ticket_start_point(ticket=ticket).sha
+@dataclass
+class BranchPoint:
+    """Where a ticket's branch is (`sha`), and whether it is recorded yet: when it is not, it is
+    made at its base branch's commit by `ticket_branch_record`, in the caller's transaction."""
+
+    sha: str
+    recorded: bool
+
+
+def ticket_branch_point(*, ticket: Ticket) -> BranchPoint:
+    """Where the ticket's branch is: from the database alone (one query) when the branch or its
+    base is recorded, the common case; else through this worker's mirror, which records both."""
+    scope, branch, base = ticket_scope(ticket), ticket_branch_name(ticket), base_branch_for(ticket)
+    refs = gitstore.refs_get(scope=scope, names=[branch, base])
+    if branch in refs:
+        return BranchPoint(sha=refs[branch], recorded=True)
+    if base in refs:
+        return BranchPoint(sha=refs[base], recorded=False)
+    return BranchPoint(sha=ticket_start_point(ticket=ticket).sha, recorded=True)
+
+
+def ticket_branch_record(*, ticket: Ticket, point: BranchPoint) -> str:
+    """Record the ticket's branch at `point` unless it is recorded; returns where it points (a
+    concurrent maker's commit, should one have won)."""
+    if point.recorded:
+        return point.sha
+    return gitstore.ref_create(
+        scope=ticket_scope(ticket), name=ticket_branch_name(ticket), sha=point.sha, spec_id=ticket.spec_id
+    )
 
 
 @dataclass

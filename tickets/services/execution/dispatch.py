@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Case, OuterRef, Subquery, When
+from django.db.models import Case, Exists, OuterRef, Q, Subquery, When
 
 from omoi.leases import Held, LeaseLost, WorkKind, lease_claim, work_enqueue, work_kind_register
 from omoi.nodes import node_queue
@@ -37,7 +37,7 @@ from sandboxes.services.events import events_batch
 from sandboxes.services.sandbox import SandboxElsewhere, sandbox_live, sandbox_release
 from sandboxes.services.watch import guardian_review
 from sandboxes.workspace import CommandRefused
-from tickets.models import BlockedReason, Phase, Task, TaskStatus, Ticket
+from tickets.models import BlockedReason, Phase, Task, TaskStatus, Ticket, TicketDependency
 from tickets.selectors import dependencies_done
 from tickets.workflow import WORKING_PHASES
 
@@ -121,11 +121,25 @@ class Action:
 
 
 def _load(ticket_id: int) -> Ticket:
-    return Ticket.objects.select_related("project", "spec", "spec_task").get(pk=ticket_id)
+    """The ticket with what its step reads, in one query: its project, spec and planned task, the
+    node holding its live local sandbox (`sandbox_node`, "" when none) and whether a ticket it
+    depends on is not DONE yet (`waiting`)."""
+    live = (
+        Sandbox.objects.filter(ticket_id=OuterRef("pk"), status__in=LIVE_SANDBOX_STATUSES)
+        .exclude(node="")
+        .values("node")[:1]
+    )
+    waiting = TicketDependency.objects.filter(ticket_id=OuterRef("pk")).exclude(depends_on__phase=Phase.DONE)
+    return (
+        Ticket.objects.select_related("project", "spec", "spec_task")
+        .annotate(sandbox_node=Subquery(live), waiting=Exists(waiting))
+        .get(pk=ticket_id)
+    )
 
 
 def next_action(ticket: Ticket) -> Action:
-    """What the ticket's step does next, read from the database."""
+    """What the ticket's step does next, read from the database (`ticket` as _load reads it saves a
+    query)."""
     if ticket.spec_id and ticket.spec.status in FINAL_SPEC_STATUSES:
         return Action("idle", reason=f"the spec is {ticket.spec.status}")
     if ticket.phase not in WORKING_PHASES:
@@ -144,7 +158,8 @@ def next_action(ticket: Ticket) -> Action:
         mode = task_mode(running)
         return Action("turn" if mode == "agent" else "host", running)
     if open_tasks:
-        if not dependencies_done(ticket):
+        waiting = ticket.waiting if hasattr(ticket, "waiting") else not dependencies_done(ticket)
+        if waiting:
             return Action("idle", reason="waiting for dependencies")
         return Action("start", open_tasks[0])
     return Action("progress")
@@ -156,7 +171,6 @@ def ticket_step(*, ticket_id: int) -> str:
     if held is None:
         return "held"
     try:
-        _sandbox_here_or_nowhere(ticket_id)
         with held.heartbeat():
             return _advance(ticket_id=ticket_id, held=held)
     except LeaseLost:
@@ -176,17 +190,12 @@ def ticket_step(*, ticket_id: int) -> str:
         held.release_local()
 
 
-def _sandbox_here_or_nowhere(ticket_id: int) -> None:
+def _sandbox_here_or_nowhere(ticket: Ticket) -> None:
     """A step that landed on a worker other than the living one holding the ticket's local
     sandbox goes there (SandboxElsewhere), before it does anything."""
     from omoi.nodes import current_node, nodes_alive
 
-    node = (
-        Sandbox.objects.filter(ticket_id=ticket_id, status__in=LIVE_SANDBOX_STATUSES)
-        .exclude(node="")
-        .values_list("node", flat=True)
-        .first()
-    )
+    node = ticket.sandbox_node
     if node and node != current_node() and node in nodes_alive():
         raise SandboxElsewhere(node)
 
@@ -198,10 +207,12 @@ def _advance(*, ticket_id: int, held: Held) -> str:
     from tickets.services.execution import host_steps, runs
 
     outcome = ""
-    for _ in range(MAX_INLINE_ACTIONS):
+    for number in range(MAX_INLINE_ACTIONS):
         held.check()
         held.more_work = False
         ticket = _load(ticket_id)
+        if number == 0:
+            _sandbox_here_or_nowhere(ticket)
         action = next_action(ticket)
         if action.kind == "idle":
             with transaction.atomic():
@@ -219,8 +230,9 @@ def _advance(*, ticket_id: int, held: Held) -> str:
         mode = host_steps.task_mode(task)
         if outcome and mode != "planned":
             break  # one outside action per step: the next one is the next step's
+        started = None
         if action.kind == "start":
-            mode = _start(task)
+            mode, started = _start(task)
             if mode in ("stale", "planned"):
                 continue
         if mode == "planned":
@@ -233,7 +245,8 @@ def _advance(*, ticket_id: int, held: Held) -> str:
             elif mode == "merge":
                 outcome = host_steps.host_merge(task=task, held=held)
             else:
-                outcome = _turn(task=task, held=held, runs=runs)
+                run, prepared = started or (None, None)
+                outcome = _turn(task=task, held=held, runs=runs, run=run, prepared=prepared)
         except (runs.EnvironmentProblem, CommandRefused) as exc:
             outcome = _environment_problem(task=task, held=held, problem=str(exc))
         _released_if_given_up(task.ticket_id, outcome)
@@ -242,25 +255,34 @@ def _advance(*, ticket_id: int, held: Held) -> str:
     return outcome or "continued"
 
 
-def _start(task: Task) -> str:
+def _start(task: Task):
     """pending → running, when the task may still start, in one transaction with what follows at
     once: a planned document completes; an agent task's run begins (its first turn is the step's
-    outside action)."""
+    outside action). Returns (mode or "stale", the run begun and its first turn's input, or None):
+    the first turn's call is reserved in this transaction, so it needs no commit of its own."""
     from tickets.services.execution import runs
     from tickets.services.execution.host_steps import planned_complete, task_mode
     from tickets.services.execution.outcomes import task_event
     from tickets.services.task_transitions import task_transition
-    from tickets.services.tasks import _lock
 
     mode = task_mode(task)
     # Where the run starts from, found before the locks (it may need this worker's mirror).
-    base_sha = runs.run_base_sha(task) if mode == "agent" else ""
+    point = runs.run_base_point(task) if mode == "agent" else None
+    run = None
     with events_batch():
-        ticket, locked = _lock(task.pk, ticket_id=task.ticket_id)
-        if locked.status != TaskStatus.PENDING or ticket.phase != locked.phase:
-            return "stale"
-        if Task.objects.filter(ticket_id=ticket.pk, status=TaskStatus.RUNNING).exists():
-            return "stale"
+        # The ticket (still in the phase the step read), then the task and any running task of the
+        # ticket, locked in one query.
+        ticket = task.ticket
+        phase = Ticket.objects.select_for_update(no_key=True).filter(pk=ticket.pk).values_list("phase", flat=True)
+        if phase.first() != ticket.phase:
+            return "stale", None
+        rows = Task.objects.select_for_update(no_key=True).filter(
+            Q(pk=task.pk) | Q(ticket_id=ticket.pk, status=TaskStatus.RUNNING)
+        )
+        locked = next((row for row in rows if row.pk == task.pk), None)
+        if locked is None or len(rows) > 1 or locked.status != TaskStatus.PENDING or ticket.phase != locked.phase:
+            return "stale", None
+        locked.ticket = ticket
         task_transition(task=locked, to=TaskStatus.RUNNING)
         task.status, task.attempts, task.started_at = locked.status, locked.attempts, locked.started_at
         task_event(
@@ -269,8 +291,8 @@ def _start(task: Task) -> str:
         if mode == "planned":
             planned_complete(task=task)
         elif mode == "agent":
-            runs.run_begin(task=task, base_sha=base_sha)
-    return mode
+            run = runs.run_begin_with_first_turn(task=task, point=point)
+    return mode, run
 
 
 def _environment_problem(*, task: Task, held: Held, problem: str) -> str:
@@ -306,13 +328,15 @@ def _release_sandbox(ticket_id: int) -> None:
         sandbox_release(sandbox_id=sandbox.pk)
 
 
-def _turn(*, task: Task, held: Held, runs) -> str:
-    """One model turn of the running agent task (beginning its run when it has none)."""
+def _turn(*, task: Task, held: Held, runs, run=None, prepared=None) -> str:
+    """One model turn of the running agent task (`run` and its first turn's input `prepared`, when
+    the step has just begun it; else its active run, begun now when it has none)."""
     from omoi.llm import LLMError
+    from sandboxes.services.agent import run_messages
     from tickets.services.execution.outcomes import task_give_up
     from tickets.services.execution.verification import task_verify
 
-    run = runs.active_run(task)
+    run = run if run is not None else runs.active_run(task)
     if run is not None and not runs.sandbox_still_there(run):
         # The run's sandbox was replaced (lost with its worker): its uncommitted work is gone, so
         # the task starts a new conversation from the ticket's last verified commit.
@@ -320,7 +344,9 @@ def _turn(*, task: Task, held: Held, runs) -> str:
         run = None
     if run is None:
         run = runs.run_begin(task=task)
-    finish = runs.pending_finish(run)
+    # The transcript, read once for the turn: the waiting finish, the guardian and the model's input.
+    messages = prepared.messages if prepared is not None else run_messages(run)
+    finish = runs.pending_finish(run, messages)
     if finish is not None:
         outcome = task_verify(
             run=run,
@@ -341,7 +367,7 @@ def _turn(*, task: Task, held: Held, runs) -> str:
         return "limit"
     review = guardian_review(
         run=run, ticket_id=task.ticket_id, planned_files=list(task.ticket.spec_task.files or []) if
-        task.ticket.spec_task_id else None,
+        task.ticket.spec_task_id else None, messages=messages,
     )  # fmt: skip
     if review.step == STOP:
         evidence = [{"type": "guardian", "content": {"findings": [f.as_dict() for f in review.findings]}}]
@@ -351,7 +377,14 @@ def _turn(*, task: Task, held: Held, runs) -> str:
             task_give_up(task_id=task.pk, reason=review.message, blocked=BlockedReason.STUCK, evidence=evidence)
         return "stuck"
     try:
-        outcome = runs.run_turn(run=run, task=task, workspace=runs.lazy_workspace(run=run, task=task), held=held)
+        outcome = runs.run_turn(
+            run=run,
+            task=task,
+            workspace=runs.lazy_workspace(run=run, task=task),
+            held=held,
+            messages=messages,
+            prepared=prepared,
+        )
     except runs.SandboxReplaced:
         runs.run_end(run=run, status=AgentRunStatus.FAILED, reason="its sandbox was lost; a new run starts")
         return "restarted"

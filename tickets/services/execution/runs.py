@@ -11,14 +11,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from omoi.budgets import Account, project_day_key
 from omoi.leases import Held
+from omoi.text import storable
 from sandboxes.models import AgentRun, AgentRunKind, AgentRunStatus
 from sandboxes.services.agent import (
+    TurnInput,
     agent_run_finish,
     agent_run_limit_reason,
     agent_run_start,
+    agent_turn_prepare,
     agent_turn_run,
     pending_terminal_call,
 )
@@ -65,12 +69,16 @@ def first_message(task: Task) -> str:
         parts.append(f"# Ticket #{ticket.pk}: {ticket.title}")
     parts.append(f"## Your task ({task.task_type})\n\n{task.title}\n\n{task.description}".rstrip())
     if ticket.spec_task_id:
-        requirements = list(ticket.spec_task.requirements.prefetch_related("criteria"))
-        if requirements:
-            lines = ["## Requirements this task covers"]
-            for requirement in requirements:
-                lines.append(f"- {requirement.key} {requirement.title}: {requirement.text}")
-                lines += [f"  - acceptance: {criterion.text}" for criterion in requirement.criteria.all()]
+        # The requirements with their acceptance criteria, in one query (a row per criterion).
+        rows = ticket.spec_task.requirements.order_by("position", "id", "criteria__position", "criteria__id")
+        lines, seen = ["## Requirements this task covers"], set()
+        for pk, key, title, text, criterion in rows.values_list("pk", "key", "title", "text", "criteria__text"):
+            if pk not in seen:
+                seen.add(pk)
+                lines.append(f"- {key} {title}: {text}")
+            if criterion is not None:
+                lines.append(f"  - acceptance: {criterion}")
+        if seen:
             parts.append("\n".join(lines))
         design = ticket.spec.design or {}
         if design.get("architecture"):
@@ -128,26 +136,48 @@ def ticket_workspace(*, ticket: Ticket, task: Task | None = None):
     return sandbox, workspace
 
 
-def run_base_sha(task: Task) -> str:
+def run_base_point(task: Task) -> repository.BranchPoint:
     """Where a new run of the task starts: where the ticket's branch is (what the ticket's sandbox
-    holds), the work this task's changes are measured from."""
-    return repository.ticket_branch_sha(ticket=task.ticket)
+    holds), the work this task's changes are measured from. Found outside any transaction: it may
+    need this worker's mirror."""
+    return repository.ticket_branch_point(ticket=task.ticket)
 
 
-def run_begin(*, task: Task, base_sha: str | None = None) -> AgentRun:
-    """A new conversation for a running agent task, from `base_sha` (run_base_sha when not given).
-    The sandbox itself is reached when the first tool needs it (lazy_workspace), so the model's
-    first call does not wait for a checkout."""
-    return agent_run_start(
-        kind=AgentRunKind.TASK,
-        spec_id=task.ticket.spec_id,
-        task_id=task.pk,
-        ticket_id=task.ticket_id,
-        phase=task.phase,
-        system_prompt=SYSTEM_PROMPT,
-        first_message=first_message(task),
-        base_sha=base_sha or run_base_sha(task),
+def run_begin(*, task: Task, point: repository.BranchPoint | None = None) -> AgentRun:
+    """A new conversation for a running agent task, from `point` (run_base_point when not given),
+    the ticket's branch recorded there in the same transaction. The sandbox itself is reached when
+    the first tool needs it (lazy_workspace), so the model's first call does not wait for a
+    checkout."""
+    return _begin(task=task, point=point or run_base_point(task), text=first_message(task))
+
+
+def _begin(*, task: Task, point: repository.BranchPoint, text: str) -> AgentRun:
+    with transaction.atomic(savepoint=False):
+        return agent_run_start(
+            kind=AgentRunKind.TASK,
+            spec_id=task.ticket.spec_id,
+            task_id=task.pk,
+            ticket_id=task.ticket_id,
+            phase=task.phase,
+            system_prompt=SYSTEM_PROMPT,
+            first_message=text,
+            base_sha=repository.ticket_branch_record(ticket=task.ticket, point=point),
+        )
+
+
+def run_begin_with_first_turn(*, task: Task, point: repository.BranchPoint) -> tuple[AgentRun, TurnInput]:
+    """`run_begin`, and in the same transaction its first turn's input, the call's cost reserved
+    on the task's accounts: run_turn then makes the call without a commit of its own first."""
+    text = first_message(task)
+    run = _begin(task=task, point=point, text=text)
+    prepared = agent_turn_prepare(
+        run=run,
+        messages=[{"role": "user", "content": storable(text)}],
+        tools=EXECUTION_TOOLS,
+        accounts=task_accounts(task),
+        fresh=True,
     )
+    return run, prepared
 
 
 class SandboxReplaced(Exception):
@@ -206,11 +236,19 @@ def task_accounts(task: Task) -> list[Account]:
     return accounts
 
 
-def pending_finish(run: AgentRun) -> dict[str, Any] | None:
-    return pending_terminal_call(run, {"finish"})
+def pending_finish(run: AgentRun, messages: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    return pending_terminal_call(run, {"finish"}, messages)
 
 
-def run_turn(*, run: AgentRun, task: Task, workspace, held: Held):
+def run_turn(
+    *,
+    run: AgentRun,
+    task: Task,
+    workspace,
+    held: Held,
+    messages: list[dict[str, Any]] | None = None,
+    prepared: TurnInput | None = None,
+):
     """One model turn of the task's run (the caller holds the ticket's lease), charged to the task's
     accounts. The sandbox is touched first, so a provider's auto-stop (Daytona's) counts from this
     turn."""
@@ -225,6 +263,8 @@ def run_turn(*, run: AgentRun, task: Task, workspace, held: Held):
         conversation_key=conversation_key(task),
         ticket_id=task.ticket_id,
         before_tools=held.check,
+        messages=messages,
+        prepared=prepared,
     )
 
 

@@ -311,18 +311,20 @@ class Held:
             self.lost.set()
             raise LeaseLost(f"{self.kind}:{self.object_id}")
 
-    def finish(self, *, more: bool = False) -> None:
+    def finish(self, *, more: bool = False, object_locked: bool = False) -> None:
         """Inside the outcome's transaction: make sure the lease is still ours (LeaseLost otherwise,
         which rolls the outcome back), then end it, or, with `more` (or when more work arrived
-        meanwhile), hand it to the next step, sent on commit. The object's row is locked first."""
-        self._lock_object()
-        row = self._mine().select_for_update().values("rerun").first()
-        if row is None:
-            self.lost.set()
-            raise LeaseLost(f"{self.kind}:{self.object_id}")
-        if more or row["rerun"] or self.more_work:
+        meanwhile), hand it to the next step, sent on commit. The object's row is locked first
+        (`object_locked`: the caller's transaction has locked it already). One statement on the
+        lease in the common cases (the row it changes is the check)."""
+        if not object_locked:
+            self._lock_object()
+        ended = False
+        if not (more or self.more_work):
+            ended = bool(self._mine().filter(rerun=False).delete()[0])  # else: ours with `rerun`, or lost
+        if not ended:
             queue = WORK_KINDS[self.kind].route(self.object_id)
-            self._mine().update(
+            handed = self._mine().update(
                 owner="",
                 expires_at=None,
                 enqueued_at=timezone.now(),
@@ -333,9 +335,10 @@ class Held:
                 last_error="",
                 queue=queue,
             )
+            if not handed:
+                self.lost.set()
+                raise LeaseLost(f"{self.kind}:{self.object_id}")
             _send_on_commit(self.kind, self.object_id, queue)
-        else:
-            self._mine().delete()
         self._done = True
         self._forget()
 

@@ -11,7 +11,6 @@ so a retry never opens a second one.
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from omoi.faults import fault_point
@@ -43,20 +42,35 @@ def _criteria_verify(spec: Spec) -> None:
     SpecAcceptanceCriterion.objects.bulk_update(criteria, ["verified", "evidence", "verified_at"])
 
 
-def spec_tasks_follow_tickets(*, spec_id: int) -> None:
+def spec_tasks_follow_tickets(*, spec_id: int) -> dict[str, int]:
     """Each SpecTask's status follows its ticket: pending (backlog), in progress, completed (DONE),
-    blocked. A few UPDATEs, whatever the number of tasks."""
+    blocked. One read of the tickets' phases, then one UPDATE per status that changed (usually none
+    or one), whatever the number of tasks. Returns how many of the spec's tickets are in each phase."""
     from specs.models import SpecTask
 
-    tasks = SpecTask.objects.filter(spec_id=spec_id)
-    working = [Phase.REQUIREMENTS, Phase.DESIGN, Phase.IMPLEMENTATION, Phase.TESTING, Phase.DEPLOYMENT]
-    for status, phases in (
-        (SpecTaskStatus.COMPLETED, [Phase.DONE]),
-        (SpecTaskStatus.BLOCKED, [Phase.BLOCKED]),
-        (SpecTaskStatus.IN_PROGRESS, working),
-        (SpecTaskStatus.PENDING, [Phase.BACKLOG]),
+    working = {Phase.REQUIREMENTS, Phase.DESIGN, Phase.IMPLEMENTATION, Phase.TESTING, Phase.DEPLOYMENT}
+
+    def status_for(phase: str) -> str | None:
+        if phase == Phase.DONE:
+            return SpecTaskStatus.COMPLETED
+        if phase == Phase.BLOCKED:
+            return SpecTaskStatus.BLOCKED
+        if phase in working:
+            return SpecTaskStatus.IN_PROGRESS
+        return SpecTaskStatus.PENDING if phase == Phase.BACKLOG else None
+
+    changes: dict[str, list[int]] = {}
+    phases: dict[str, int] = {}
+    for spec_task_id, current, phase in Ticket.objects.filter(spec_id=spec_id).values_list(
+        "spec_task_id", "spec_task__status", "phase"
     ):
-        tasks.filter(ticket__phase__in=phases).exclude(status=status).update(status=status)
+        phases[phase] = phases.get(phase, 0) + 1
+        status = status_for(phase)
+        if spec_task_id is not None and status is not None and status != current:
+            changes.setdefault(status, []).append(spec_task_id)
+    for status, ids in changes.items():
+        SpecTask.objects.filter(pk__in=ids).update(status=status)
+    return phases
 
 
 def spec_completion_check(*, spec_id: int, held: Held | None = None) -> str:
@@ -64,19 +78,14 @@ def spec_completion_check(*, spec_id: int, held: Held | None = None) -> str:
     verified with their evidence; the pull request step follows); when a ticket is BLOCKED the spec
     fails with its reason. Returns "completed", "failed", "progress" or "stale"."""
     with events_batch():
-        if held is not None:
-            held.finish()
         spec = Spec.objects.select_for_update(no_key=True).get(pk=spec_id)
+        if held is not None:
+            held.finish(object_locked=True)
         if spec.status != SpecStatus.EXECUTING:
             return "stale"
-        spec_tasks_follow_tickets(spec_id=spec.pk)
-        counts = Ticket.objects.filter(spec=spec).aggregate(
-            total=Count("pk"),
-            done=Count("pk", filter=Q(phase=Phase.DONE)),
-            blocked=Count("pk", filter=Q(phase=Phase.BLOCKED)),
-        )
-        total, done = counts["total"], counts["done"]
-        if counts["blocked"]:
+        phases = spec_tasks_follow_tickets(spec_id=spec.pk)
+        total, done = sum(phases.values()), phases.get(Phase.DONE, 0)
+        if phases.get(Phase.BLOCKED):
             ticket = (
                 Ticket.objects.filter(spec=spec, phase=Phase.BLOCKED).select_related("spec_task").order_by("id").first()
             )

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from sandboxes.git import GitError, git_run
 from sandboxes.models import GitBundle, GitRef
@@ -156,14 +157,21 @@ def refs_get(*, scope: str, names: list[str]) -> dict[str, str]:
     return dict(GitRef.objects.filter(scope=scope, name__in=names).values_list("name", "sha"))
 
 
+_REF_CREATE_SQL = f"""
+INSERT INTO {GitRef._meta.db_table} (scope, name, sha, spec_id, updated_at) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (scope, name) DO NOTHING RETURNING sha
+"""
+
+
 def ref_create(*, scope: str, name: str, sha: str, spec_id: int | None = None) -> str:
-    """Record branch `name` at `sha` unless it exists; returns where it points."""
-    try:
-        with transaction.atomic():
-            GitRef.objects.create(scope=scope, name=name, sha=sha, spec_id=spec_id)
+    """Record branch `name` at `sha` unless it exists; returns where it points. One statement (no
+    savepoint inside the caller's transaction) when it did not exist."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_REF_CREATE_SQL, [scope, name, sha, spec_id, now])
+        if cursor.fetchone() is not None:
             return sha
-    except IntegrityError:
-        return GitRef.objects.values_list("sha", flat=True).get(scope=scope, name=name)
+    return GitRef.objects.values_list("sha", flat=True).get(scope=scope, name=name)
 
 
 def bundle_from_mirror(path: Path, *, tip: str, base: str | None) -> bytes:

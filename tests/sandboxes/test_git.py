@@ -139,3 +139,20 @@ def test_host_git_runs_no_hooks_planted_in_a_workspace(workspace):
 
     assert workspace.commit_all("with a planted hook") is not None
     assert not (workspace.root / "hook-ran").exists()
+
+
+@pytest.mark.django_db
+def test_a_branch_recorded_twice_keeps_where_it_was_first_recorded():
+    """Two steps making a ticket's branch at once: the second learns where the first put it, and
+    inside an outer transaction nothing is rolled back by the conflict."""
+    from django.db import transaction
+
+    from sandboxes.models import GitRef
+    from sandboxes.services.gitstore import ref_create, ref_get
+
+    assert ref_create(scope="spec-1-x", name="omoi/t1-a", sha="a" * 40) == "a" * 40
+    with transaction.atomic():
+        assert ref_create(scope="spec-1-x", name="omoi/t1-a", sha="b" * 40) == "a" * 40
+        GitRef.objects.create(scope="spec-1-x", name="omoi/t2-b", sha="c" * 40)  # the transaction goes on
+    assert ref_get(scope="spec-1-x", name="omoi/t1-a") == "a" * 40
+    assert ref_get(scope="spec-1-x", name="omoi/t2-b") == "c" * 40

@@ -254,7 +254,10 @@ def pending_terminal_call(
     """The terminal call (one of `names`) of the last assistant message, when it still waits for
     its answer (a crash between the model's call and the host's reply). `messages`: the run's
     transcript when the caller has just read it."""
-    last = (messages[-1] if messages else None) if messages is not None else run_last_message(run)
+    if messages is None:
+        last = run_last_message(run)
+    else:
+        last = messages[-1] if messages else None
     if not last or last["role"] != "assistant":
         return None
     for block in tool_uses_of(last.get("content") or []):

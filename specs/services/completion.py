@@ -10,6 +10,8 @@ so a retry never opens a second one.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,6 +25,7 @@ from specs.services.planning import spec_transition
 from specs.services.report import pull_request_body, spec_report_commit
 from tickets.models import Phase, Ticket
 from tickets.services import repository
+from tickets.workflow import WORKING_PHASES
 
 
 class PullRequestNotReady(Exception):
@@ -42,30 +45,28 @@ def _criteria_verify(spec: Spec) -> None:
     SpecAcceptanceCriterion.objects.bulk_update(criteria, ["verified", "evidence", "verified_at"])
 
 
+# The status a SpecTask takes from its ticket's phase.
+SPEC_TASK_STATUS_OF_PHASE: dict[str, str] = {
+    Phase.BACKLOG: SpecTaskStatus.PENDING,
+    **dict.fromkeys(WORKING_PHASES, SpecTaskStatus.IN_PROGRESS),
+    Phase.DONE: SpecTaskStatus.COMPLETED,
+    Phase.BLOCKED: SpecTaskStatus.BLOCKED,
+}
+
+
 def spec_tasks_follow_tickets(*, spec_id: int) -> dict[str, int]:
     """Each SpecTask's status follows its ticket: pending (backlog), in progress, completed (DONE),
     blocked. One read of the tickets' phases, then one UPDATE per status that changed (usually none
     or one), whatever the number of tasks. Returns how many of the spec's tickets are in each phase."""
     from specs.models import SpecTask
 
-    working = {Phase.REQUIREMENTS, Phase.DESIGN, Phase.IMPLEMENTATION, Phase.TESTING, Phase.DEPLOYMENT}
-
-    def status_for(phase: str) -> str | None:
-        if phase == Phase.DONE:
-            return SpecTaskStatus.COMPLETED
-        if phase == Phase.BLOCKED:
-            return SpecTaskStatus.BLOCKED
-        if phase in working:
-            return SpecTaskStatus.IN_PROGRESS
-        return SpecTaskStatus.PENDING if phase == Phase.BACKLOG else None
-
     changes: dict[str, list[int]] = {}
-    phases: dict[str, int] = {}
+    phases: Counter[str] = Counter()
     for spec_task_id, current, phase in Ticket.objects.filter(spec_id=spec_id).values_list(
         "spec_task_id", "spec_task__status", "phase"
     ):
-        phases[phase] = phases.get(phase, 0) + 1
-        status = status_for(phase)
+        phases[phase] += 1
+        status = SPEC_TASK_STATUS_OF_PHASE.get(phase)
         if spec_task_id is not None and status is not None and status != current:
             changes.setdefault(status, []).append(spec_task_id)
     for status, ids in changes.items():

@@ -133,7 +133,7 @@ def test_live_runs_of_this_machines_runners(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_live.py").write_text(
         "import unittest\n\nclass Live(unittest.TestCase):\n"
-        "    def test_ok(self):\n        self.assertTrue(True)\n"
+        "    def test_ok(self):\n        self.assertEqual(sum([1, 2]), 3)\n"
         "    def test_bad(self):\n        self.assertTrue(False)\n"
     )
     for command in (

@@ -23,7 +23,7 @@ import unittest
 
 class Mixed(unittest.TestCase):
     def test_pass(self):
-        self.assertTrue(True)
+        self.assertEqual(sum([1, 2]), 3)
 
     def test_fail(self):
         self.assertEqual(1, 2)

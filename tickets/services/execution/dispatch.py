@@ -268,7 +268,7 @@ def _start(task: Task):
     mode = task_mode(task)
     # Where the run starts from, found before the locks (it may need this worker's mirror).
     point = runs.run_base_point(task) if mode == "agent" else None
-    run = None
+    started = None
     with events_batch():
         # The ticket (still in the phase the step read), then the task and any running task of the
         # ticket, locked in one query.
@@ -291,8 +291,8 @@ def _start(task: Task):
         if mode == "planned":
             planned_complete(task=task)
         elif mode == "agent":
-            run = runs.run_begin_with_first_turn(task=task, point=point)
-    return mode, run
+            started = runs.run_begin_with_first_turn(task=task, point=point)
+    return mode, started
 
 
 def _environment_problem(*, task: Task, held: Held, problem: str) -> str:
